@@ -1,0 +1,190 @@
+//! The log's Ed25519 key and C2SP `signed-note` / `tlog-checkpoint` output: key ids, verifier keys
+//! (`name+keyid+base64key`), signing checkpoints, and `tlog-proof@v1` receipts.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use ed25519_dalek::{Signer as _, SigningKey};
+use sha2::{Digest, Sha256};
+
+use crate::merkle::Hash;
+use crate::AuditError;
+
+/// Signature type byte for Ed25519 in signed-note keys.
+const ALG_ED25519: u8 = 0x01;
+
+/// The log's signing key and the name (checkpoint origin) it signs as.
+pub struct LogKey {
+    name: String,
+    key: SigningKey,
+}
+
+/// key id = first 4 bytes of SHA-256(name || 0x0A || 0x01 || public key).
+pub fn key_id(name: &str, public: &[u8; 32]) -> [u8; 4] {
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update([0x0A, ALG_ED25519]);
+    h.update(public);
+    let d = h.finalize();
+    [d[0], d[1], d[2], d[3]]
+}
+
+/// A key name must be non-empty and free of whitespace and `+` (signed-note rule).
+pub fn check_name(name: &str) -> Result<(), AuditError> {
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '+') {
+        return Err(AuditError::Config(format!(
+            "log origin {name:?} is not a valid signed-note key name (non-empty, no spaces, no '+')"
+        )));
+    }
+    Ok(())
+}
+
+impl LogKey {
+    /// Loads `path`, or creates it (mode 0600) with a fresh key when it does not exist.
+    pub fn load_or_create(path: &Path, name: &str) -> Result<LogKey, AuditError> {
+        check_name(name)?;
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let key = LogKey::parse(&text).map_err(|why| AuditError::Key {
+                    path: path.to_path_buf(),
+                    why,
+                })?;
+                if key.name != name {
+                    return Err(AuditError::Key {
+                        path: path.to_path_buf(),
+                        why: format!(
+                            "the key signs as {:?} but this log is configured as {name:?}",
+                            key.name
+                        ),
+                    });
+                }
+                Ok(key)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut seed = [0u8; 32];
+                getrandom::fill(&mut seed).map_err(|e| AuditError::Key {
+                    path: path.to_path_buf(),
+                    why: format!("no randomness for a new key: {e}"),
+                })?;
+                let key = LogKey {
+                    name: name.to_string(),
+                    key: SigningKey::from_bytes(&seed),
+                };
+                let io = |e: std::io::Error| AuditError::Io {
+                    path: path.to_path_buf(),
+                    source: e,
+                };
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                    .map_err(io)?;
+                f.write_all(key.private_text().as_bytes()).map_err(io)?;
+                f.sync_all().map_err(io)?;
+                Ok(key)
+            }
+            Err(e) => Err(AuditError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            }),
+        }
+    }
+
+    /// `PRIVATE+KEY+name+keyid+base64(0x01||seed)`, the signed-note signer key encoding.
+    fn private_text(&self) -> String {
+        let mut raw = vec![ALG_ED25519];
+        raw.extend_from_slice(self.key.as_bytes());
+        format!(
+            "PRIVATE+KEY+{}+{}+{}\n",
+            self.name,
+            hex(&key_id(&self.name, &self.public())),
+            B64.encode(raw)
+        )
+    }
+
+    pub fn parse(text: &str) -> Result<LogKey, String> {
+        let text = text.trim_end();
+        let rest = text
+            .strip_prefix("PRIVATE+KEY+")
+            .ok_or("does not start with PRIVATE+KEY+")?;
+        // Names never contain '+', but base64 does: split from the left.
+        let mut parts = rest.splitn(3, '+');
+        let (Some(name), Some(id), Some(b64)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err("expected PRIVATE+KEY+name+keyid+key".into());
+        };
+        let raw = B64
+            .decode(b64)
+            .map_err(|e| format!("key is not base64: {e}"))?;
+        if raw.len() != 33 || raw[0] != ALG_ED25519 {
+            return Err("key is not an Ed25519 seed (0x01 followed by 32 bytes)".into());
+        }
+        let mut seed = [0u8; 32];
+        seed.copy_from_slice(&raw[1..]);
+        let key = LogKey {
+            name: name.to_string(),
+            key: SigningKey::from_bytes(&seed),
+        };
+        if hex(&key_id(name, &key.public())) != id {
+            return Err(format!("key id {id} does not match the key"));
+        }
+        Ok(key)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn public(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    /// The verifier key: `name+keyid_hex+base64(0x01||public key)`.
+    pub fn verifier_key(&self) -> String {
+        let mut raw = vec![ALG_ED25519];
+        raw.extend_from_slice(&self.public());
+        format!(
+            "{}+{}+{}",
+            self.name,
+            hex(&key_id(&self.name, &self.public())),
+            B64.encode(raw)
+        )
+    }
+
+    /// A signed `tlog-checkpoint`: body `origin\nsize\nbase64(root)\n`, a blank line, and one
+    /// signature line `— name base64(keyid || signature)`.
+    pub fn sign_checkpoint(&self, size: u64, root: &Hash) -> String {
+        let body = checkpoint_body(&self.name, size, root);
+        let sig = self.key.sign(body.as_bytes());
+        let mut blob = key_id(&self.name, &self.public()).to_vec();
+        blob.extend_from_slice(&sig.to_bytes());
+        format!("{body}\n\u{2014} {} {}\n", self.name, B64.encode(blob))
+    }
+}
+
+pub fn checkpoint_body(origin: &str, size: u64, root: &Hash) -> String {
+    format!("{origin}\n{size}\n{}\n", B64.encode(root))
+}
+
+/// A C2SP `tlog-proof@v1` receipt. The exact leaf bytes travel in the `extra` line so the
+/// receipt alone lets anyone recompute the leaf hash.
+pub fn receipt(leaf: &[u8], index: u64, proof: &[Hash], checkpoint: &str) -> String {
+    let mut out = format!(
+        "c2sp.org/tlog-proof@v1\nextra {}\nindex {index}\n",
+        B64.encode(leaf)
+    );
+    for h in proof {
+        out.push_str(&B64.encode(h));
+        out.push('\n');
+    }
+    out.push('\n');
+    out.push_str(checkpoint);
+    out
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,476 @@
+//! The engine the server and `kura query` call: audits the query, hands it to one confined
+//! worker process (a fresh one, or the spare started for the same snapshot, grant and limits),
+//! enforces the wall-clock timeout, result caps and cancellation from outside the worker (a
+//! runaway query is killed, never waited on), and checks the streamed result.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use duckdb::arrow::datatypes::SchemaRef;
+use duckdb::arrow::record_batch::RecordBatch;
+use kura_audit::{AuditSink, Event, EventKind};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::error::QueryError;
+use crate::process::{self, canonical_snapshot, Worker};
+use crate::protocol::{
+    Layers, Limits, WorkerDone, WorkerFailure, WorkerQuery, WorkerSetup, TAG_BATCH, TAG_DONE,
+    TAG_FAILURE, TAG_PROBES, TAG_SCHEMA,
+};
+use crate::sandbox::{ConfinementReport, Mechanism};
+use crate::scope::ProjectScope;
+use crate::worker::Probe;
+
+/// How the engine starts workers and which limits apply by default.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The `kura` binary (default: the running executable).
+    pub worker_exe: PathBuf,
+    /// Arguments selecting the worker subcommand.
+    pub worker_args: Vec<OsString>,
+    /// Where each query's private temp directory is created (and removed after).
+    pub temp_root: PathBuf,
+    /// Defence layers; all on except in tests and benchmarks.
+    pub layers: Layers,
+    pub limits: Limits,
+    /// Confinement mechanisms the operator explicitly allows to be missing on this kernel.
+    pub allow_missing: Vec<Mechanism>,
+    /// After each query, start the next worker for the same snapshot, grant and limits and let
+    /// it confine itself, open DuckDB and build the views while nobody waits; the next query
+    /// with that key only pays for itself. Still one query per process. Off for one-shot
+    /// callers such as the CLI.
+    pub spare_worker: bool,
+}
+
+impl EngineConfig {
+    pub fn new(worker_exe: PathBuf) -> EngineConfig {
+        EngineConfig {
+            worker_exe,
+            worker_args: vec!["sandbox-worker".into()],
+            temp_root: std::env::temp_dir(),
+            layers: Layers::ALL,
+            limits: Limits::default(),
+            allow_missing: Vec::new(),
+            spare_worker: true,
+        }
+    }
+
+    /// Workers are the running binary re-executed with `sandbox-worker`.
+    pub fn from_current_exe() -> Result<EngineConfig, QueryError> {
+        let exe = std::env::current_exe().map_err(|source| QueryError::Spawn {
+            exe: PathBuf::from("<current executable>"),
+            source,
+        })?;
+        Ok(EngineConfig::new(exe))
+    }
+}
+
+/// One query to run.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryRequest<'a> {
+    pub sql: &'a str,
+    pub project: &'a ProjectScope,
+    pub user: &'a str,
+    /// The sign-in session, recorded in the audit events.
+    pub session: Option<&'a str>,
+    pub snapshot: &'a Path,
+    /// Overrides the engine's default limits for this query.
+    pub limits: Option<Limits>,
+}
+
+/// Cancels a running query from another thread: its worker is killed within ~20 ms.
+#[derive(Debug, Clone, Default)]
+pub struct CancelHandle(Arc<AtomicBool>);
+
+impl CancelHandle {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// What a successful query produced, besides its batches.
+#[derive(Debug, Clone)]
+pub struct QueryOutcome {
+    pub query_id: String,
+    pub schema: SchemaRef,
+    pub rows: u64,
+    /// Size of the Arrow IPC result as streamed.
+    pub bytes: u64,
+    /// SHA-256 (hex) over the Arrow IPC frames (schema, then each batch) as streamed.
+    pub sha256: String,
+    pub duration: Duration,
+    pub confinement: ConfinementReport,
+}
+
+/// A successful query with its batches collected.
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    pub outcome: QueryOutcome,
+    pub batches: Vec<RecordBatch>,
+}
+
+pub struct QueryEngine {
+    config: EngineConfig,
+    spare: Mutex<Option<Spare>>,
+}
+
+/// What a worker was set up for; a spare serves only a query with the same key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SpareKey {
+    snapshot: PathBuf,
+    tables: BTreeMap<String, Vec<String>>,
+    limits: Limits,
+}
+
+struct Spare {
+    key: SpareKey,
+    worker: Worker,
+}
+
+impl QueryEngine {
+    pub fn new(config: EngineConfig) -> Result<QueryEngine, QueryError> {
+        if !config.worker_exe.is_file() {
+            return Err(QueryError::Spawn {
+                exe: config.worker_exe.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            });
+        }
+        crate::policy::FunctionPolicy::builtin().map_err(|e| QueryError::Setup(e.to_string()))?;
+        Ok(QueryEngine {
+            config,
+            spare: Mutex::new(None),
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Runs a query and collects its batches (bounded by the row and byte caps).
+    pub fn run(
+        &self,
+        req: &QueryRequest<'_>,
+        audit: &dyn AuditSink,
+    ) -> Result<QueryResult, QueryError> {
+        let mut batches = Vec::new();
+        let outcome = self.run_streaming(
+            req,
+            audit,
+            &CancelHandle::default(),
+            &mut |b: &RecordBatch| batches.push(b.clone()),
+        )?;
+        Ok(QueryResult { outcome, batches })
+    }
+
+    /// Runs a query, handing each batch to `on_batch` as it arrives. `query.submitted` is
+    /// appended before the worker starts (if that fails nothing runs); `query.completed` or
+    /// `query.refused` after (if that fails the outcome is an error: no unaudited result).
+    pub fn run_streaming(
+        &self,
+        req: &QueryRequest<'_>,
+        audit: &dyn AuditSink,
+        cancel: &CancelHandle,
+        on_batch: &mut dyn FnMut(&RecordBatch),
+    ) -> Result<QueryOutcome, QueryError> {
+        let query_id = random_id()?;
+        let event = |kind| {
+            let mut e = Event::new(kind, req.user)
+                .project(&req.project.name)
+                .object(format!("query:{query_id}"));
+            if let Some(s) = req.session {
+                e = e.session(s);
+            }
+            e
+        };
+        audit.append(event(EventKind::QuerySubmitted).payload(json!({
+            "query_id": query_id,
+            "sql": req.sql,
+            "snapshot": req.snapshot.display().to_string(),
+        })))?;
+        let started = Instant::now();
+        let result = self.execute(req, &query_id, cancel, on_batch, started);
+        let ms = started.elapsed().as_millis() as u64;
+        let closing = match &result {
+            Ok(o) => event(EventKind::QueryCompleted).payload(json!({
+                "query_id": query_id, "status": "ok", "rows": o.rows, "bytes": o.bytes,
+                "sha256": o.sha256, "duration_ms": ms,
+            })),
+            Err(e) => match e.refusal_rule() {
+                Some(rule) => event(EventKind::QueryRefused).payload(json!({
+                    "query_id": query_id, "rule": rule, "reason": e.to_string(),
+                })),
+                None => event(EventKind::QueryCompleted).payload(json!({
+                    "query_id": query_id, "status": e.status(), "error": e.to_string(),
+                    "duration_ms": ms,
+                })),
+            },
+        };
+        audit.append(closing)?;
+        result
+    }
+
+    fn execute(
+        &self,
+        req: &QueryRequest<'_>,
+        query_id: &str,
+        cancel: &CancelHandle,
+        on_batch: &mut dyn FnMut(&RecordBatch),
+        started: Instant,
+    ) -> Result<QueryOutcome, QueryError> {
+        req.project.check(req.snapshot, chrono::Utc::now())?;
+        let limits = req.limits.unwrap_or(self.config.limits);
+        let key = SpareKey {
+            snapshot: canonical_snapshot(req.snapshot)?,
+            tables: req.project.tables.clone(),
+            limits,
+        };
+        let mut worker = match self.take_spare(&key) {
+            Some(w) => w,
+            None => self.spawn(&key, false)?,
+        };
+        worker.send(&WorkerQuery {
+            sql: req.sql.to_string(),
+        })?;
+        // The next worker for this key starts while this one runs: on two cores it would
+        // compete with the query, so it is started after the answer (see `result` below).
+        let result = self.collect(worker, &limits, query_id, cancel, on_batch, started);
+        if self.config.spare_worker && reusable(&result) {
+            self.start_spare(key);
+        }
+        result
+    }
+
+    fn collect(
+        &self,
+        mut worker: Worker,
+        limits: &Limits,
+        query_id: &str,
+        cancel: &CancelHandle,
+        on_batch: &mut dyn FnMut(&RecordBatch),
+        started: Instant,
+    ) -> Result<QueryOutcome, QueryError> {
+        let timeout = Duration::from_millis(limits.timeout_ms);
+        let deadline = started + timeout;
+        let mut hasher = Sha256::new();
+        let (mut rows, mut bytes) = (0u64, 0u64);
+        let mut schema: Option<SchemaRef> = None;
+        loop {
+            let (tag, payload) = worker.next(deadline, cancel, timeout)?;
+            match tag {
+                TAG_SCHEMA => {
+                    hasher.update(&payload);
+                    schema = decode(&payload)?.0;
+                }
+                TAG_BATCH => {
+                    hasher.update(&payload);
+                    bytes += payload.len() as u64;
+                    if bytes > limits.max_bytes {
+                        worker.kill();
+                        return Err(QueryError::ByteCap {
+                            cap: limits.max_bytes,
+                        });
+                    }
+                    for batch in decode(&payload)?.1 {
+                        rows += batch.num_rows() as u64;
+                        if rows > limits.max_rows {
+                            worker.kill();
+                            return Err(QueryError::RowCap {
+                                cap: limits.max_rows,
+                            });
+                        }
+                        on_batch(&batch);
+                    }
+                }
+                TAG_DONE => {
+                    let done: WorkerDone = parse(&payload)?;
+                    worker.finish();
+                    let schema = schema
+                        .ok_or_else(|| QueryError::Protocol("no schema before done".into()))?;
+                    if done.rows != rows {
+                        return Err(QueryError::Protocol(format!(
+                            "worker counted {} rows, engine received {rows}",
+                            done.rows
+                        )));
+                    }
+                    tracing::debug!(query_id, rows, bytes, "query completed");
+                    return Ok(QueryOutcome {
+                        query_id: query_id.to_string(),
+                        schema,
+                        rows,
+                        bytes,
+                        sha256: hex(&hasher.finalize()),
+                        duration: started.elapsed(),
+                        confinement: done.confinement,
+                    });
+                }
+                TAG_FAILURE => {
+                    let failure: WorkerFailure = parse(&payload)?;
+                    worker.finish();
+                    return Err(failure_error(failure));
+                }
+                other => {
+                    worker.kill();
+                    return Err(QueryError::Protocol(format!("unknown frame tag {other}")));
+                }
+            }
+        }
+    }
+
+    /// Starts a worker confined for `snapshot` and runs its escape probes instead of a query.
+    pub fn self_test(
+        &self,
+        snapshot: &Path,
+    ) -> Result<(ConfinementReport, Vec<Probe>), QueryError> {
+        let key = SpareKey {
+            snapshot: canonical_snapshot(snapshot)?,
+            tables: BTreeMap::new(),
+            limits: self.config.limits,
+        };
+        let mut worker = self.spawn(&key, true)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let cancel = CancelHandle::default();
+        let mut probes = Vec::new();
+        loop {
+            let (tag, payload) = worker.next(deadline, &cancel, Duration::from_secs(30))?;
+            match tag {
+                TAG_PROBES => probes = parse(&payload)?,
+                TAG_DONE => {
+                    worker.finish();
+                    return Ok((parse::<WorkerDone>(&payload)?.confinement, probes));
+                }
+                TAG_FAILURE => {
+                    worker.finish();
+                    return Err(failure_error(parse(&payload)?));
+                }
+                other => return Err(QueryError::Protocol(format!("unexpected tag {other}"))),
+            }
+        }
+    }
+
+    fn spawn(&self, key: &SpareKey, self_test: bool) -> Result<Worker, QueryError> {
+        let setup = WorkerSetup {
+            snapshot: key.snapshot.clone(),
+            temp_dir: PathBuf::new(),
+            tables: key.tables.clone(),
+            layers: self.config.layers,
+            limits: key.limits,
+            allow_missing: self.config.allow_missing.clone(),
+        };
+        let mut args = self.config.worker_args.clone();
+        if self_test {
+            args.push("--self-test".into());
+        }
+        process::spawn(
+            &self.config.worker_exe,
+            &args,
+            &self.config.temp_root,
+            setup,
+        )
+    }
+
+    fn spare_slot(&self) -> MutexGuard<'_, Option<Spare>> {
+        // A panic elsewhere while holding the slot leaves at worst a stale spare, which
+        // `take_spare` checks anyway.
+        self.spare.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The spare if it was set up for `key` and still runs; a spare for another key is
+    /// killed (dropped) so no more than one idles.
+    fn take_spare(&self, key: &SpareKey) -> Option<Worker> {
+        let spare = self.spare_slot().take()?;
+        let mut worker = (spare.key == *key).then_some(spare.worker)?;
+        worker.is_running().then_some(worker)
+    }
+
+    fn start_spare(&self, key: SpareKey) {
+        match self.spawn(&key, false) {
+            Ok(worker) => *self.spare_slot() = Some(Spare { key, worker }),
+            Err(e) => tracing::warn!(error = %e, "could not start a spare query worker"),
+        }
+    }
+
+    /// Waits until the spare worker (if any) has finished its setup, so that whatever the
+    /// caller measures next does not share the CPU with it (`kura bench query`). Returns
+    /// whether a ready spare exists; one that failed is discarded.
+    pub fn wait_for_spare(&self, within: Duration) -> bool {
+        let mut slot = self.spare_slot();
+        let ready = slot.as_mut().is_some_and(|s| s.worker.wait_ready(within));
+        if !ready {
+            *slot = None;
+        }
+        ready
+    }
+}
+
+/// Whether the next query with the same key may expect a working spare: not after failures of
+/// the worker or its setup, which would only repeat.
+fn reusable(result: &Result<QueryOutcome, QueryError>) -> bool {
+    match result {
+        Ok(_) => true,
+        Err(e) => matches!(
+            e,
+            QueryError::Syntax { .. }
+                | QueryError::Refused { .. }
+                | QueryError::Execution { .. }
+                | QueryError::Timeout(_)
+                | QueryError::Cancelled
+                | QueryError::RowCap { .. }
+                | QueryError::ByteCap { .. }
+        ),
+    }
+}
+
+fn failure_error(f: WorkerFailure) -> QueryError {
+    use crate::gate::GateError;
+    match f {
+        WorkerFailure::Gate {
+            error: GateError::Syntax { message, position },
+        } => QueryError::Syntax { message, position },
+        WorkerFailure::Gate {
+            error: GateError::Refused { rule, detail },
+        } => QueryError::Refused { rule, detail },
+        WorkerFailure::Gate {
+            error: GateError::Internal(m),
+        } => QueryError::Setup(m),
+        WorkerFailure::Execution { message } => QueryError::Execution { message },
+        WorkerFailure::RowCap { cap } => QueryError::RowCap { cap },
+        WorkerFailure::ByteCap { cap } => QueryError::ByteCap { cap },
+        WorkerFailure::Setup { message } => QueryError::Setup(message),
+        WorkerFailure::Sandbox { message } => QueryError::Sandbox(message),
+    }
+}
+
+type Decoded = (Option<SchemaRef>, Vec<RecordBatch>);
+
+fn decode(payload: &[u8]) -> Result<Decoded, QueryError> {
+    let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(payload), None)
+        .map_err(|e| QueryError::Protocol(format!("bad Arrow IPC from worker: {e}")))?;
+    let schema = reader.schema();
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| QueryError::Protocol(format!("bad Arrow IPC from worker: {e}")))?;
+    Ok((Some(schema), batches))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, QueryError> {
+    serde_json::from_slice(payload).map_err(|e| QueryError::Protocol(e.to_string()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn random_id() -> Result<String, QueryError> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| QueryError::Setup(format!("no randomness: {e}")))?;
+    Ok(hex(&b))
+}

@@ -1,0 +1,32 @@
+//! Shared helpers for the end-to-end tests: locating the `kura` binary and running it.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Path of the `kura` binary built in the same target directory as the running test.
+///
+/// Test binaries live in `<target>/<profile>/deps/`; the binary is in `<target>/<profile>/`.
+/// `scripts/test` builds it before running the tests.
+pub fn kura_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let bin = profile_dir.join(format!("kura{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "the kura binary is not built at {}: run `cargo build --bin kura` first (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `kura` with the given arguments and returns its output.
+pub fn kura(args: &[&str]) -> Output {
+    Command::new(kura_bin())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run kura: {e}"))
+}
