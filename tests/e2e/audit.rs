@@ -1,6 +1,6 @@
 //! `kura audit ...` through the binary: exit codes of `verify` for tampering (1), usage errors
 //! (2) and forks (3), the other subcommands, and a SIGKILL crash test of the writer.
-
+// Helpers outside #[test] fns unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};

@@ -474,3 +474,12 @@ fn random_id() -> Result<String, QueryError> {
     getrandom::fill(&mut b).map_err(|e| QueryError::Setup(format!("no randomness: {e}")))?;
     Ok(hex(&b))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn engine_with_its_spare_slot_is_shareable_between_server_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<super::QueryEngine>();
+    }
+}

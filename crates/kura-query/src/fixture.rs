@@ -29,7 +29,7 @@ pub fn create(path: &Path, patients: u64) -> Result<(), duckdb::Error> {
                  (hash(p * 11) % 2 + 1)::INTEGER AS sex,
                  (1940 + hash(p * 3) % 80)::VARCHAR || '-04' AS birth_ym,
                  lpad((hash(p * 7) % 47 + 1)::VARCHAR, 2, '0') AS pref_code,
-                 ['mild', 'moderate', 'severe'][hash(p * 13 + y) % 3 + 1] AS severity,
+                 ['mild', 'moderate', 'severe'][(hash(p * 13 + y) % 3 + 1)::BIGINT] AS severity,
                  md5('inst' || (hash(p * 5) % 2000)) AS institution_key
           FROM range(0, {patients}) a(p), range(2021, 2024) b(y)
           ORDER BY research_id, form_year;

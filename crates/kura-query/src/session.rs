@@ -139,6 +139,26 @@ impl Session {
         }
         Ok(Session { conn, db, granted })
     }
+
+    /// Runs a few trusted statements so the researcher's query does not pay DuckDB's
+    /// first-use costs (binding the views, loading the parser's JSON serialiser, first reads of
+    /// each table's metadata). Only useful when nobody waits: a spare worker does it before it
+    /// reports ready. Errors are ignored; the real query reports its own.
+    pub fn warm_up(&self) {
+        let _ = self
+            .conn
+            .query_row("SELECT json_serialize_sql('SELECT 1')", [], |r| {
+                r.get::<_, String>(0)
+            });
+        for table in &self.granted {
+            if let Ok(mut stmt) = self
+                .conn
+                .prepare(&format!("SELECT * FROM {} LIMIT 1", ident(table)))
+            {
+                let _ = stmt.query_arrow([]).map(|rows| rows.count());
+            }
+        }
+    }
 }
 
 /// Table -> columns (in table order) of the attached snapshot.

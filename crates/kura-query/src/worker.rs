@@ -104,6 +104,7 @@ fn run(
     let session = Session::open(setup, &alias).map_err(|e| WorkerFailure::Setup {
         message: e.to_string(),
     })?;
+    session.warm_up();
     write_frame(out, TAG_READY, &[])
         .and_then(|()| out.flush())
         .map_err(|e| WorkerFailure::Setup {

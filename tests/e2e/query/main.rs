@@ -1,7 +1,7 @@
 //! End-to-end tests of the sandboxed query engine (issue 4): the attack suite, each defence
 //! layer on its own, limits, crashes, auditing and the `kura query` command. Workers are the
 //! real `kura sandbox-worker` binary.
-
+// Helpers outside #[test] fns unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod attacks;

@@ -153,11 +153,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(checkpoint) = &report.latest_checkpoint {
         println!("latest checkpoint:\n{checkpoint}");
     }
+    let kura = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "kura".to_string());
     let state = args.state.display();
-    println!(
-        "Try next:\n  kura query --state {state} --snapshot {snap} --project {DEMO_PROJECT} --user you \"SELECT count(*) FROM nanbyo_forms\"\n  kura audit search --state {state}\n  kura audit verify --state {state}",
-        snap = snapshot.display()
-    );
+    let snap = snapshot.display();
+    println!("\nTry next:");
+    println!("  {kura} query --state {state} --snapshot {snap} --project {DEMO_PROJECT} --user you \"SELECT count(*) FROM nanbyo_forms\"");
+    println!("  {kura} audit search --state {state}");
+    println!("  {kura} audit verify --state {state}");
     Ok(if report.intact() {
         ExitCode::SUCCESS
     } else {
