@@ -1,0 +1,210 @@
+//! `kura audit ...`: verify, checkpoint, public-key, proof, note, search (the benchmark is in
+//! `bench.rs`).
+//! Exit codes of `verify`: 0 intact, 1 tampering, 2 usage or I/O error, 3 fork or rollback.
+
+mod bench;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Subcommand;
+use kura_audit::{AuditLog, AuditOptions, AuditReader, AuditSink, Event, EventKind, SearchFilter};
+
+pub use bench::{bench, BenchArgs};
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Rebuild the tree from the stored leaves and check everything (exit 0/1/2/3).
+    Verify {
+        #[arg(long)]
+        state: PathBuf,
+        /// A checkpoint saved earlier; the log must be an append-only extension of it.
+        #[arg(long)]
+        trusted_checkpoint: Option<PathBuf>,
+        /// Verifier key to check signatures with (default: the log's own key file).
+        #[arg(long)]
+        public_key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the latest signed checkpoint.
+    Checkpoint {
+        #[arg(long)]
+        state: PathBuf,
+    },
+    /// Print the verifier key (`name+keyid+base64key`).
+    PublicKey {
+        #[arg(long)]
+        state: PathBuf,
+    },
+    /// Print a `c2sp.org/tlog-proof@v1` receipt for one entry.
+    Proof {
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long)]
+        index: u64,
+    },
+    /// Append an operator annotation (e.g. "maintenance started").
+    Note {
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long)]
+        actor: String,
+        text: String,
+    },
+    /// Search entries; `--json` prints one object per line with the exact leaf bytes.
+    Search {
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// RFC 3339 time, inclusive.
+        #[arg(long)]
+        since: Option<String>,
+        /// RFC 3339 time, exclusive.
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Crash-test child: append forever, print acknowledged indices.
+    #[command(hide = true)]
+    Stress {
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long, default_value_t = 16)]
+        writers: usize,
+    },
+}
+
+fn parse_time(s: &str) -> anyhow::Result<i64> {
+    kura_audit::leaf::parse_rfc3339_micros(s)
+        .with_context(|| format!("{s:?} is not an RFC 3339 time (e.g. 2026-11-25T09:00:00Z)"))
+}
+
+pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Verify {
+            state,
+            trusted_checkpoint,
+            public_key,
+            json,
+        } => verify(
+            &state,
+            trusted_checkpoint.as_deref(),
+            public_key.as_deref(),
+            json,
+        ),
+        Command::Checkpoint { state } => {
+            let cp = AuditReader::open(&state)?
+                .latest_checkpoint()?
+                .context("the log has no signed checkpoint yet")?;
+            print!("{}", cp.note);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::PublicKey { state } => {
+            println!("{}", AuditReader::verifier_key(&state)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Proof { state, index } => {
+            print!("{}", AuditReader::open(&state)?.receipt(index)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Note { state, actor, text } => {
+            let log = AuditLog::open(&state, AuditOptions::default())?;
+            let a = log.append(
+                Event::new(EventKind::OperatorNote, actor)
+                    .payload(serde_json::json!({ "text": text })),
+            )?;
+            log.close()?;
+            println!("{}", a.index);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Search {
+            state,
+            actor,
+            project,
+            kind,
+            since,
+            until,
+            json,
+        } => {
+            let filter = SearchFilter {
+                actor,
+                project,
+                kind,
+                since_micros: since.as_deref().map(parse_time).transpose()?,
+                until_micros: until.as_deref().map(parse_time).transpose()?,
+            };
+            let mut out = std::io::stdout().lock();
+            AuditReader::open(&state)?.search(&filter, &mut |hit| {
+                let line = if json {
+                    hit.to_json().to_string()
+                } else {
+                    let l = &hit.leaf;
+                    format!(
+                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        hit.index,
+                        kura_audit::leaf::format_micros(l.timestamp_micros),
+                        l.kind,
+                        l.actor,
+                        l.project.as_deref().unwrap_or("-"),
+                        hit.payload
+                            .as_ref()
+                            .map(|p| p.to_string())
+                            .unwrap_or_else(|| "(erased)".into())
+                    )
+                };
+                writeln!(out, "{line}").map_err(|e| kura_audit::AuditError::Io {
+                    path: "stdout".into(),
+                    source: e,
+                })
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stress { state, writers } => {
+            kura_audit::stress::run_child(&state, writers)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn verify(
+    state: &Path,
+    trusted: Option<&Path>,
+    key: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let trusted_text = trusted
+        .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
+        .transpose()?;
+    let report = kura_audit::verify::verify_state(state, key, trusted_text.as_deref())?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        if let Some((index, what)) = &report.tampering {
+            println!("TAMPERED: first bad entry {index}: {what}");
+        }
+        if let Some(c) = &report.conflict {
+            println!("FORK OR ROLLBACK: {}", c.what);
+            println!("--- trusted checkpoint ---\n{}", c.trusted_checkpoint);
+            match &c.log_checkpoint {
+                Some(l) => println!("--- log's checkpoint ---\n{l}"),
+                None => println!("--- the log has no checkpoint ---"),
+            }
+        }
+        if report.intact() {
+            println!(
+                "OK: {} entries, {} checkpoints, {} payloads erased",
+                report.entries, report.checkpoints, report.erased_payloads
+            );
+        }
+    }
+    Ok(ExitCode::from(report.exit_code()))
+}
