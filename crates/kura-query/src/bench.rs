@@ -2,10 +2,11 @@
 //! confinement, gate, locked settings, views) against a plain DuckDB connection to the same
 //! snapshot, in the same run. Prints a Markdown table.
 //!
-//! The sandbox side runs as the server does, with a spare worker: each query's worker was
-//! started (and set up) after the previous query. Before every timed run the bench waits until
-//! that spare is ready, so its setup never shares the CPU with what is being measured. One more
-//! row times the smallest query with no spare (a cold worker per query).
+//! The sandbox side runs as the server does: one key (user, grant, limits) throughout, so a
+//! worker serves queries in sequence (`EngineConfig::max_queries_per_worker`), and when one is
+//! not kept, a spare is started after the query. Before every timed run the bench waits until
+//! any spare is ready, so its setup never shares the CPU with what is being measured. One more
+//! row times the smallest query with neither (a cold worker per query).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -81,8 +82,9 @@ pub struct BenchRow {
 /// How long to wait for a spare worker's setup before timing anything.
 const SPARE_SETUP: Duration = Duration::from_secs(30);
 
-/// Runs every query `repeat` times each way and returns median times: the sandbox with a spare
-/// worker (as the server runs), then the first query once more with a cold worker per run.
+/// Runs every query `repeat` times each way and returns median times: the sandbox with worker
+/// reuse and a spare (as the server runs), then the first query once more with a cold worker
+/// per run.
 /// `threads` and the memory limit of `config.limits` apply to both sides.
 pub fn run(
     config: &EngineConfig,
@@ -147,7 +149,7 @@ pub fn run(
         .map(|&(name, sql)| (name, sql, &warm))
         .collect();
     if let Some(&(_, sql)) = QUERIES.first() {
-        runs.push(("count forms, cold worker (no spare)", sql, &cold));
+        runs.push(("count forms, cold worker (no reuse, no spare)", sql, &cold));
     }
     let mut out = Vec::new();
     for (name, sql, engine) in runs {

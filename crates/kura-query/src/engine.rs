@@ -1,5 +1,6 @@
 //! The engine the server and `kura query` call: audits the query, hands it to one confined
-//! worker process (a fresh one, or the spare started for the same snapshot, grant and limits),
+//! worker process (a fresh one, or the idle one kept for the same snapshot, project, user, grant
+//! and limits: a spare that has not served yet, or the last query's worker, reused),
 //! enforces the wall-clock timeout, result caps and cancellation from outside the worker (a
 //! runaway query is killed, never waited on), and checks the streamed result.
 
@@ -42,9 +43,16 @@ pub struct EngineConfig {
     pub allow_missing: Vec<Mechanism>,
     /// After each query, start the next worker for the same snapshot, grant and limits and let
     /// it confine itself, open DuckDB and build the views while nobody waits; the next query
-    /// with that key only pays for itself. Still one query per process. Off for one-shot
-    /// callers such as the CLI.
+    /// with that key only pays for itself. Off for one-shot callers such as the CLI.
     pub spare_worker: bool,
+    /// How many queries one worker process may serve, in sequence and all for the same key
+    /// (snapshot, project, user, grant, limits). A worker is kept only after a query that
+    /// succeeded, left its temp directory empty and used at most one query's CPU budget;
+    /// 1 = a fresh process per query. Reuse needs the gate and settings layers on (they
+    /// are what keeps a query from leaving state behind).
+    pub max_queries_per_worker: u64,
+    /// An idle worker older than this is not handed a query (it is killed and replaced).
+    pub worker_idle: Duration,
 }
 
 impl EngineConfig {
@@ -57,6 +65,8 @@ impl EngineConfig {
             limits: Limits::default(),
             allow_missing: Vec::new(),
             spare_worker: true,
+            max_queries_per_worker: 64,
+            worker_idle: Duration::from_secs(300),
         }
     }
 
@@ -109,6 +119,10 @@ pub struct QueryOutcome {
     pub sha256: String,
     pub duration: Duration,
     pub confinement: ConfinementReport,
+    /// The worker process that ran the query, and how many queries it had received by then
+    /// (1 = a fresh worker).
+    pub worker_pid: u32,
+    pub worker_query: u64,
 }
 
 /// A successful query with its batches collected.
@@ -127,6 +141,8 @@ pub struct QueryEngine {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct SpareKey {
     snapshot: PathBuf,
+    project: String,
+    user: String,
     tables: BTreeMap<String, Vec<String>>,
     limits: Limits,
 }
@@ -134,6 +150,7 @@ struct SpareKey {
 struct Spare {
     key: SpareKey,
     worker: Worker,
+    idle_since: Instant,
 }
 
 impl QueryEngine {
@@ -230,6 +247,8 @@ impl QueryEngine {
         let limits = req.limits.unwrap_or(self.config.limits);
         let key = SpareKey {
             snapshot: canonical_snapshot(req.snapshot)?,
+            project: req.project.name.clone(),
+            user: req.user.to_string(),
             tables: req.project.tables.clone(),
             limits,
         };
@@ -240,24 +259,51 @@ impl QueryEngine {
         worker.send(&WorkerQuery {
             sql: req.sql.to_string(),
         })?;
-        // The next worker for this key starts while this one runs: on two cores it would
-        // compete with the query, so it is started after the answer (see `result` below).
-        let result = self.collect(worker, &limits, query_id, cancel, on_batch, started);
-        if self.config.spare_worker && reusable(&result) {
-            self.start_spare(key);
+        let result = self.collect(&mut worker, &limits, query_id, cancel, on_batch, started);
+        match &result {
+            Ok((_, done)) if self.may_serve_again(&mut worker, done, &limits) => {
+                *self.spare_slot() = Some(Spare {
+                    key,
+                    worker,
+                    idle_since: Instant::now(),
+                });
+            }
+            _ => {
+                worker.finish();
+                // The next worker for this key would compete with the query on two cores, so
+                // it is started after the answer.
+                if self.config.spare_worker && reusable(&result) {
+                    self.start_spare(key);
+                }
+            }
         }
-        result
+        result.map(|(outcome, _)| outcome)
+    }
+
+    /// Whether the worker that just answered may take the next query for the same key: it
+    /// is under its query count, it still has a full query's CPU budget below its RLIMIT_CPU,
+    /// DuckDB removed every spill file, nothing more came down its pipe, and the layers that
+    /// forbid leaving state behind are on.
+    fn may_serve_again(&self, worker: &mut Worker, done: &WorkerDone, limits: &Limits) -> bool {
+        self.config.spare_worker
+            && self.config.layers.gate
+            && self.config.layers.settings
+            && done.served < self.config.max_queries_per_worker
+            && done.cpu_ms <= limits.cpu_budget_seconds().saturating_mul(1000)
+            && worker.temp_dir_is_empty()
+            && worker.nothing_pending()
+            && worker.is_running()
     }
 
     fn collect(
         &self,
-        mut worker: Worker,
+        worker: &mut Worker,
         limits: &Limits,
         query_id: &str,
         cancel: &CancelHandle,
         on_batch: &mut dyn FnMut(&RecordBatch),
         started: Instant,
-    ) -> Result<QueryOutcome, QueryError> {
+    ) -> Result<(QueryOutcome, WorkerDone), QueryError> {
         let timeout = Duration::from_millis(limits.timeout_ms);
         let deadline = started + timeout;
         let mut hasher = Sha256::new();
@@ -292,7 +338,6 @@ impl QueryEngine {
                 }
                 TAG_DONE => {
                     let done: WorkerDone = parse(&payload)?;
-                    worker.finish();
                     let schema = schema
                         .ok_or_else(|| QueryError::Protocol("no schema before done".into()))?;
                     if done.rows != rows {
@@ -302,19 +347,21 @@ impl QueryEngine {
                         )));
                     }
                     tracing::debug!(query_id, rows, bytes, "query completed");
-                    return Ok(QueryOutcome {
+                    let outcome = QueryOutcome {
                         query_id: query_id.to_string(),
                         schema,
                         rows,
                         bytes,
                         sha256: hex(&hasher.finalize()),
                         duration: started.elapsed(),
-                        confinement: done.confinement,
-                    });
+                        confinement: done.confinement.clone(),
+                        worker_pid: worker.pid(),
+                        worker_query: done.served,
+                    };
+                    return Ok((outcome, done));
                 }
                 TAG_FAILURE => {
                     let failure: WorkerFailure = parse(&payload)?;
-                    worker.finish();
                     return Err(failure_error(failure));
                 }
                 other => {
@@ -332,6 +379,8 @@ impl QueryEngine {
     ) -> Result<(ConfinementReport, Vec<Probe>), QueryError> {
         let key = SpareKey {
             snapshot: canonical_snapshot(snapshot)?,
+            project: String::new(),
+            user: String::new(),
             tables: BTreeMap::new(),
             limits: self.config.limits,
         };
@@ -383,17 +432,26 @@ impl QueryEngine {
         self.spare.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The spare if it was set up for `key` and still runs; a spare for another key is
-    /// killed (dropped) so no more than one idles.
+    /// The idle worker if it was set up for `key`, still runs and has not idled too long; an
+    /// idle worker for another key is killed (dropped) so no more than one idles.
     fn take_spare(&self, key: &SpareKey) -> Option<Worker> {
         let spare = self.spare_slot().take()?;
-        let mut worker = (spare.key == *key).then_some(spare.worker)?;
-        worker.is_running().then_some(worker)
+        if spare.key != *key || spare.idle_since.elapsed() > self.config.worker_idle {
+            return None;
+        }
+        let mut worker = spare.worker;
+        (worker.is_running() && worker.nothing_pending()).then_some(worker)
     }
 
     fn start_spare(&self, key: SpareKey) {
         match self.spawn(&key, false) {
-            Ok(worker) => *self.spare_slot() = Some(Spare { key, worker }),
+            Ok(worker) => {
+                *self.spare_slot() = Some(Spare {
+                    key,
+                    worker,
+                    idle_since: Instant::now(),
+                })
+            }
             Err(e) => tracing::warn!(error = %e, "could not start a spare query worker"),
         }
     }
@@ -411,9 +469,9 @@ impl QueryEngine {
     }
 }
 
-/// Whether the next query with the same key may expect a working spare: not after failures of
+/// Whether the next query with the same key may expect a working new spare: not after failures of
 /// the worker or its setup, which would only repeat.
-fn reusable(result: &Result<QueryOutcome, QueryError>) -> bool {
+fn reusable<T>(result: &Result<T, QueryError>) -> bool {
     match result {
         Ok(_) => true,
         Err(e) => matches!(

@@ -158,6 +158,35 @@ impl Worker {
         true
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether no spilled data remains in the worker's private temp directory: every entry is
+    /// an empty regular file (DuckDB keeps a zero-length `duckdb_temp_<pid>_<n>_owner` marker
+    /// once it has spilled); unreadable counts as not empty.
+    pub fn temp_dir_is_empty(&self) -> bool {
+        let Ok(entries) = std::fs::read_dir(self._temp.path()) else {
+            return false;
+        };
+        entries.into_iter().all(|e| {
+            e.and_then(|e| e.metadata())
+                .is_ok_and(|m| m.is_file() && m.len() == 0)
+        })
+    }
+
+    /// Whether the worker has sent nothing beyond what was read (a "ready" is taken note of):
+    /// an idle worker that talks out of turn is not given a query.
+    pub fn nothing_pending(&mut self) -> bool {
+        loop {
+            match self.frames.try_recv() {
+                Ok(Msg::Frame(TAG_READY, _)) if !self.ready => self.ready = true,
+                Err(mpsc::TryRecvError::Empty) => return true,
+                _ => return false,
+            }
+        }
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
@@ -185,7 +214,7 @@ impl Worker {
         }
     }
 
-    /// The worker sent its last frame: let it exit (DuckDB's teardown takes a few
+    /// The worker sent its last frame (or is not to get another query): let it exit (DuckDB's teardown takes a few
     /// milliseconds) on a background thread, killed if it lingers; the temp dir goes with it.
     pub fn finish(mut self) {
         drop(self.child.stdin.take());

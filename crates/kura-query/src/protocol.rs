@@ -3,8 +3,9 @@
 //! stdin (engine -> worker): one JSON line [`WorkerSetup`] (trusted: paths, grant, limits), then
 //! one JSON line [`WorkerQuery`] (the researcher's SQL), read only after the worker confined
 //! itself. stdout (worker -> engine): frames of `tag: u8, len: u32 LE, payload`:
-//! `R` (empty: ready for the query), `S` Arrow IPC stream holding the schema, `B` Arrow IPC stream holding one batch, then exactly
-//! one of `D` ([`WorkerDone`] JSON) or `E` ([`WorkerFailure`] JSON).
+//! `R` (empty, once: ready for the first query), then per query `S` (Arrow IPC stream holding
+//! the schema), `B` (Arrow IPC stream holding one batch), then exactly one of `D`
+//! ([`WorkerDone`] JSON) or `E` ([`WorkerFailure`] JSON).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -83,6 +84,13 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// CPU seconds one query may use: its wall-clock timeout on every thread.
+    pub fn cpu_budget_seconds(&self) -> u64 {
+        self.timeout_ms.div_ceil(1000).max(1) * u64::from(self.threads.max(1))
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkerSetup {
     pub snapshot: PathBuf,
@@ -104,6 +112,12 @@ pub struct WorkerDone {
     pub rows: u64,
     pub bytes: u64,
     pub confinement: ConfinementReport,
+    /// How many queries this worker process has received, this one included.
+    #[serde(default)]
+    pub served: u64,
+    /// CPU time the worker process has used so far (all queries, all threads).
+    #[serde(default)]
+    pub cpu_ms: u64,
 }
 
 /// Why the worker did not complete the query.

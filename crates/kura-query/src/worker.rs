@@ -1,6 +1,8 @@
 //! The worker process (`kura sandbox-worker`): reads its trusted setup, confines itself, opens
 //! the locked session, and only then reads the researcher's SQL, gates it, runs it and streams
-//! Arrow IPC frames to stdout. One worker runs one query and exits.
+//! Arrow IPC frames to stdout. A worker may then read further queries for the same setup (the
+//! engine decides whether to send one, see `engine.rs`); it stops after the first failure that
+//! is not a gate refusal, and exits when its stdin closes.
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
 
@@ -25,34 +27,84 @@ pub fn worker_main(self_test: bool) -> u8 {
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
     let setup: WorkerSetup = match read_json_line(&mut input) {
-        Ok(s) => s,
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            eprintln!("kura sandbox-worker: no setup line");
+            return 2;
+        }
         Err(e) => {
             eprintln!("kura sandbox-worker: unreadable setup: {e}");
             return 2;
         }
     };
-    let outcome = if self_test {
-        run_self_test(&setup, &mut out)
-    } else {
-        run(&setup, &mut input, &mut out)
+    if self_test {
+        let outcome = run_self_test(&setup, &mut out);
+        return finish_one(&mut out, outcome).unwrap_or(2);
+    }
+    let mut served = 0u64;
+    let ready = open(&setup, &mut out);
+    let (session, confinement) = match ready {
+        Ok(s) => s,
+        Err(failure) => return finish_one(&mut out, Err(failure)).unwrap_or(2),
     };
-    let code = match outcome {
-        Ok(done) => send_json(&mut out, TAG_DONE, &done).map(|()| 0),
-        Err(failure) => send_json(&mut out, TAG_FAILURE, &failure).map(|()| 1),
-    };
-    match code.and_then(|c| out.flush().map(|()| c)) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("kura sandbox-worker: cannot write to the engine: {e}");
-            2
+    loop {
+        // Only now does untrusted input enter the process.
+        let query: WorkerQuery = match read_json_line(&mut input) {
+            Ok(Some(q)) => q,
+            // The engine closed stdin: no more queries for this worker.
+            Ok(None) => return 0,
+            Err(message) => {
+                let failure = WorkerFailure::Setup {
+                    message: format!("unreadable query: {message}"),
+                };
+                return finish_one(&mut out, Err(failure)).unwrap_or(2);
+            }
+        };
+        served += 1;
+        let outcome =
+            run_query(&setup, &session, &query, &mut out).map(|(rows, bytes)| WorkerDone {
+                rows,
+                bytes,
+                confinement: confinement.clone(),
+                served,
+                cpu_ms: crate::sandbox::sys::cpu_used_ms(),
+            });
+        // Only a worker whose query succeeded may get another (the engine decides whether it
+        // does); after any failure it exits.
+        let keep_going = outcome.is_ok();
+        match finish_one(&mut out, outcome) {
+            Some(0) if keep_going => {}
+            Some(c) => return c,
+            None => return 2,
         }
     }
 }
 
-fn read_json_line<T: for<'de> Deserialize<'de>>(r: &mut impl BufRead) -> Result<T, String> {
+/// Sends the final frame of one query; the exit code it stands for, or `None` if the engine
+/// cannot be written to.
+fn finish_one(out: &mut impl Write, outcome: Result<WorkerDone, WorkerFailure>) -> Option<u8> {
+    let code = match outcome {
+        Ok(done) => send_json(out, TAG_DONE, &done).map(|()| 0),
+        Err(failure) => send_json(out, TAG_FAILURE, &failure).map(|()| 1),
+    };
+    match code.and_then(|c| out.flush().map(|()| c)) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("kura sandbox-worker: cannot write to the engine: {e}");
+            None
+        }
+    }
+}
+
+/// One JSON line; `Ok(None)` at the end of input.
+fn read_json_line<T: for<'de> Deserialize<'de>>(r: &mut impl BufRead) -> Result<Option<T>, String> {
     let mut line = String::new();
-    r.read_line(&mut line).map_err(|e| e.to_string())?;
-    serde_json::from_str(&line).map_err(|e| e.to_string())
+    if r.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+        return Ok(None);
+    }
+    serde_json::from_str(&line)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 fn send_json(out: &mut impl Write, tag: u8, v: &impl Serialize) -> std::io::Result<()> {
@@ -62,12 +114,14 @@ fn send_json(out: &mut impl Write, tag: u8, v: &impl Serialize) -> std::io::Resu
 
 fn plan(setup: &WorkerSetup) -> ConfinementPlan {
     let l = &setup.limits;
-    let wall_seconds = l.timeout_ms.div_ceil(1000).max(1);
     ConfinementPlan {
         snapshot: setup.snapshot.clone(),
         temp_dir: setup.temp_dir.clone(),
         memory_limit_mib: l.memory_limit_mib,
-        cpu_seconds: wall_seconds * u64::from(l.threads.max(1)),
+        // RLIMIT_CPU counts the whole process, across every query a reused worker serves:
+        // twice one query's budget, and the engine reuses a worker only while it has used at
+        // most one budget, so the limit can never cut a legitimate query short.
+        cpu_seconds: 2 * l.cpu_budget_seconds(),
         max_temp_mib: l.max_temp_mib,
         allow_missing: setup.allow_missing.clone(),
     }
@@ -93,11 +147,11 @@ fn random_alias() -> Result<String, WorkerFailure> {
     ))
 }
 
-fn run(
+/// Confines the process, opens the locked session and tells the engine it is ready.
+fn open(
     setup: &WorkerSetup,
-    input: &mut impl BufRead,
     out: &mut impl Write,
-) -> Result<WorkerDone, WorkerFailure> {
+) -> Result<(Session, ConfinementReport), WorkerFailure> {
     // Alias before confinement: getrandom may need /dev/urandom on old kernels.
     let alias = random_alias()?;
     let confinement = confine(setup)?;
@@ -110,10 +164,16 @@ fn run(
         .map_err(|e| WorkerFailure::Setup {
             message: format!("writing to the engine: {e}"),
         })?;
-    // Only now does untrusted input enter the process.
-    let query: WorkerQuery = read_json_line(input).map_err(|e| WorkerFailure::Setup {
-        message: format!("unreadable query: {e}"),
-    })?;
+    Ok((session, confinement))
+}
+
+/// Gates and runs one query, streaming its schema and batches; returns rows and bytes sent.
+fn run_query(
+    setup: &WorkerSetup,
+    session: &Session,
+    query: &WorkerQuery,
+    out: &mut impl Write,
+) -> Result<(u64, u64), WorkerFailure> {
     if setup.layers.gate {
         let policy = FunctionPolicy::builtin().map_err(|e| WorkerFailure::Setup {
             message: e.to_string(),
@@ -164,11 +224,7 @@ fn run(
             });
         }
     }
-    Ok(WorkerDone {
-        rows,
-        bytes,
-        confinement,
-    })
+    Ok((rows, bytes))
 }
 
 /// Encodes a schema (and optionally one batch) as a self-contained Arrow IPC stream frame;
@@ -215,5 +271,50 @@ fn run_self_test(setup: &WorkerSetup, out: &mut impl Write) -> Result<WorkerDone
         rows: probes.len() as u64,
         bytes: 0,
         confinement,
+        served: 0,
+        cpu_ms: crate::sandbox::sys::cpu_used_ms(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Layers, Limits};
+
+    #[test]
+    fn cpu_rlimit_leaves_a_reused_worker_a_full_query_budget() {
+        let limits = Limits {
+            timeout_ms: 1_500,
+            threads: 3,
+            ..Limits::default()
+        };
+        // 1.5 s rounds up to 2 s of wall clock on each of 3 threads.
+        assert_eq!(limits.cpu_budget_seconds(), 6);
+        let setup = WorkerSetup {
+            snapshot: "/snap.duckdb".into(),
+            temp_dir: "/tmp/x".into(),
+            tables: Default::default(),
+            layers: Layers::ALL,
+            limits,
+            allow_missing: Vec::new(),
+        };
+        // The engine reuses a worker only while it used <= one budget, so the process limit
+        // must be at least two budgets for the next query to get a whole one.
+        assert_eq!(plan(&setup).cpu_seconds, 12);
+    }
+
+    #[test]
+    fn cpu_time_used_is_reported_and_grows() {
+        let before = crate::sandbox::sys::cpu_used_ms();
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < std::time::Duration::from_millis(50) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let after = crate::sandbox::sys::cpu_used_ms();
+        assert!(
+            before < u64::MAX && after >= before + 20,
+            "{before} -> {after}"
+        );
+    }
 }

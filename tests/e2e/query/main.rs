@@ -8,6 +8,7 @@ mod attacks;
 mod cli;
 mod layers;
 mod limits;
+mod pool;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};

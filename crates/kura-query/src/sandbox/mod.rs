@@ -7,7 +7,7 @@
 //! children only, so confining first means every DuckDB thread inherits the domain.
 
 mod profile;
-mod sys;
+pub(crate) mod sys;
 
 use std::path::{Path, PathBuf};
 

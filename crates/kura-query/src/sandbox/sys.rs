@@ -96,3 +96,15 @@ pub fn set_no_new_privs() -> Result<(), String> {
         Err(std::io::Error::last_os_error().to_string())
     }
 }
+
+/// CPU time (user + system, all threads) this process has used so far, from `getrusage`.
+pub fn cpu_used_ms() -> u64 {
+    // SAFETY: getrusage only writes into the zeroed struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        // Unknown: report "everything used" so the engine does not reuse this worker.
+        return u64::MAX;
+    }
+    let ms = |t: libc::timeval| t.tv_sec.max(0) as u64 * 1000 + t.tv_usec.max(0) as u64 / 1000;
+    ms(usage.ru_utime) + ms(usage.ru_stime)
+}
