@@ -6,11 +6,12 @@ use std::path::PathBuf;
 /// Why a snapshot could not be built or verified.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    #[error("{}: {source}", path.display())]
+    // The underlying error is part of the message, not a `source`, so that a caller printing
+    // the whole chain does not repeat it.
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     #[error("key file {}: {reason}", path.display())]
@@ -78,11 +79,10 @@ pub enum SnapshotError {
         found: usize,
     },
 
-    #[error("DuckDB ({context}): {source}")]
+    #[error("DuckDB ({context}): {error}")]
     DuckDb {
         context: String,
-        #[source]
-        source: duckdb::Error,
+        error: duckdb::Error,
     },
 
     #[error("manifest {}: {message}", path.display())]
@@ -96,13 +96,13 @@ impl SnapshotError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         SnapshotError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 
     pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(duckdb::Error) -> Self {
         let context = context.into();
-        move |source| SnapshotError::DuckDb { context, source }
+        move |error| SnapshotError::DuckDb { context, error }
     }
 }
 
