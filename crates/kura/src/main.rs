@@ -24,9 +24,23 @@ fn main() -> ExitCode {
     match cmd::run(cli.command) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", render(&err));
             // Exit code 2: usage or I/O error, as every subcommand documents.
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes on one line. Library errors often put their cause's text in their own
+/// message too; a cause already said is not repeated.
+fn render(err: &anyhow::Error) -> String {
+    let mut out = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }
