@@ -147,6 +147,15 @@ struct SpareKey {
     limits: Limits,
 }
 
+/// Why a worker is started: for a query that waits on it, as a spare set up while nobody
+/// waits, or to run the escape probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    Now,
+    Spare,
+    SelfTest,
+}
+
 struct Spare {
     key: SpareKey,
     worker: Worker,
@@ -254,7 +263,7 @@ impl QueryEngine {
         };
         let mut worker = match self.take_spare(&key) {
             Some(w) => w,
-            None => self.spawn(&key, false)?,
+            None => self.spawn(&key, Start::Now)?,
         };
         worker.send(&WorkerQuery {
             sql: req.sql.to_string(),
@@ -384,7 +393,7 @@ impl QueryEngine {
             tables: BTreeMap::new(),
             limits: self.config.limits,
         };
-        let mut worker = self.spawn(&key, true)?;
+        let mut worker = self.spawn(&key, Start::SelfTest)?;
         let deadline = Instant::now() + Duration::from_secs(30);
         let cancel = CancelHandle::default();
         let mut probes = Vec::new();
@@ -405,7 +414,7 @@ impl QueryEngine {
         }
     }
 
-    fn spawn(&self, key: &SpareKey, self_test: bool) -> Result<Worker, QueryError> {
+    fn spawn(&self, key: &SpareKey, start: Start) -> Result<Worker, QueryError> {
         let setup = WorkerSetup {
             snapshot: key.snapshot.clone(),
             temp_dir: PathBuf::new(),
@@ -413,9 +422,10 @@ impl QueryEngine {
             layers: self.config.layers,
             limits: key.limits,
             allow_missing: self.config.allow_missing.clone(),
+            warm_up: start == Start::Spare,
         };
         let mut args = self.config.worker_args.clone();
-        if self_test {
+        if start == Start::SelfTest {
             args.push("--self-test".into());
         }
         process::spawn(
@@ -444,7 +454,7 @@ impl QueryEngine {
     }
 
     fn start_spare(&self, key: SpareKey) {
-        match self.spawn(&key, false) {
+        match self.spawn(&key, Start::Spare) {
             Ok(worker) => {
                 *self.spare_slot() = Some(Spare {
                     key,

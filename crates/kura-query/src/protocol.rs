@@ -100,6 +100,9 @@ pub struct WorkerSetup {
     pub layers: Layers,
     pub limits: Limits,
     pub allow_missing: Vec<Mechanism>,
+    /// Warm DuckDB up before reporting ready: only for a spare, whose setup nobody waits on.
+    #[serde(default)]
+    pub warm_up: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

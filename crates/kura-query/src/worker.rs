@@ -158,7 +158,9 @@ fn open(
     let session = Session::open(setup, &alias).map_err(|e| WorkerFailure::Setup {
         message: e.to_string(),
     })?;
-    session.warm_up();
+    if setup.warm_up {
+        session.warm_up();
+    }
     write_frame(out, TAG_READY, &[])
         .and_then(|()| out.flush())
         .map_err(|e| WorkerFailure::Setup {
@@ -297,6 +299,7 @@ mod tests {
             layers: Layers::ALL,
             limits,
             allow_missing: Vec::new(),
+            warm_up: false,
         };
         // The engine reuses a worker only while it used <= one budget, so the process limit
         // must be at least two budgets for the next query to get a whole one.

@@ -45,7 +45,7 @@ pub fn plain_load(raw_dir: &Path, out: &Path) -> Result<PlainLoad> {
         .map_err(SnapshotError::db("plain load: checkpoint"))?;
     conn.close().map_err(|(_, e)| SnapshotError::DuckDb {
         context: "plain load: close".into(),
-        error: e,
+        source: e,
     })?;
     std::fs::File::open(out)
         .and_then(|f| f.sync_all())

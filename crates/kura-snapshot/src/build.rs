@@ -165,7 +165,7 @@ pub fn build(opts: &BuildOptions, progress: &mut dyn FnMut(Progress<'_>)) -> Res
         .map_err(SnapshotError::db("checkpoint"))?;
     conn.close().map_err(|(_, e)| SnapshotError::DuckDb {
         context: "closing".into(),
-        error: e,
+        source: e,
     })?;
     File::open(&tmp_db)
         .and_then(|f| f.sync_all())

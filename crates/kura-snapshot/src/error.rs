@@ -6,12 +6,11 @@ use std::path::PathBuf;
 /// Why a snapshot could not be built or verified.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    // The underlying error is part of the message, not a `source`, so that a caller printing
-    // the whole chain does not repeat it.
-    #[error("{}: {error}", path.display())]
+    #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
-        error: std::io::Error,
+        #[source]
+        source: std::io::Error,
     },
 
     #[error("key file {}: {reason}", path.display())]
@@ -79,10 +78,11 @@ pub enum SnapshotError {
         found: usize,
     },
 
-    #[error("DuckDB ({context}): {error}")]
+    #[error("DuckDB ({context}): {source}")]
     DuckDb {
         context: String,
-        error: duckdb::Error,
+        #[source]
+        source: duckdb::Error,
     },
 
     #[error("manifest {}: {message}", path.display())]
@@ -96,13 +96,13 @@ impl SnapshotError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         SnapshotError::Io {
             path: path.into(),
-            error: source,
+            source,
         }
     }
 
     pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(duckdb::Error) -> Self {
         let context = context.into();
-        move |error| SnapshotError::DuckDb { context, error }
+        move |source| SnapshotError::DuckDb { context, source }
     }
 }
 
