@@ -1,4 +1,9 @@
-//! Shared helpers for the end-to-end tests: locating the `kura` binary and running it.
+//! Shared helpers for the end-to-end tests: locating the `kura` binary and running it, a real
+//! `kura serve` with an HTTPS client (`server`), and the real OpenID provider (`oidc`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod oidc;
+pub mod server;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -29,4 +34,12 @@ pub fn kura(args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run kura: {e}"))
+}
+
+/// The repository root (policies, UI sources, the test OpenID provider live there).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
 }

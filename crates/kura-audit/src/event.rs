@@ -23,6 +23,8 @@ pub enum EventKind {
     AdminAction,
     SnapshotBuilt,
     OperatorNote,
+    /// A signed-in caller asked for something the policies refused.
+    AccessDenied,
 }
 
 impl EventKind {
@@ -41,6 +43,7 @@ impl EventKind {
         EventKind::AdminAction,
         EventKind::SnapshotBuilt,
         EventKind::OperatorNote,
+        EventKind::AccessDenied,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +62,7 @@ impl EventKind {
             EventKind::AdminAction => "admin.action",
             EventKind::SnapshotBuilt => "snapshot.built",
             EventKind::OperatorNote => "operator.note",
+            EventKind::AccessDenied => "access.denied",
         }
     }
 

@@ -163,10 +163,83 @@ impl LogKey {
         blob.extend_from_slice(&sig.to_bytes());
         format!("{body}\n\u{2014} {} {}\n", self.name, B64.encode(blob))
     }
+
+    /// A C2SP signed note over any text (e.g. a release manifest): `body` (a newline is
+    /// appended if it lacks one), a blank line, and one signature line `— name
+    /// base64(keyid || signature)`, exactly as [`LogKey::sign_checkpoint`] signs a checkpoint.
+    /// [`verify_note`] checks it.
+    pub fn sign_note(&self, body: &str) -> String {
+        let mut body = body.to_string();
+        if !body.ends_with('\n') {
+            body.push('\n');
+        }
+        let sig = self.key.sign(body.as_bytes());
+        let mut blob = key_id(&self.name, &self.public()).to_vec();
+        blob.extend_from_slice(&sig.to_bytes());
+        format!("{body}\n\u{2014} {} {}\n", self.name, B64.encode(blob))
+    }
 }
 
 pub fn checkpoint_body(origin: &str, size: u64, root: &Hash) -> String {
     format!("{origin}\n{size}\n{}\n", B64.encode(root))
+}
+
+/// Checks a C2SP signed note (as written by [`LogKey::sign_note`]) against a verifier key
+/// `name+keyid+base64(0x01||public key)` and returns its body (the text before the blank line,
+/// final newline included). Signature lines of other keys are ignored; a line of this key whose
+/// signature does not verify, or no line of this key at all, is an error.
+pub fn verify_note(note: &str, verifier_key: &str) -> Result<String, String> {
+    let mut parts = verifier_key.trim().splitn(3, '+');
+    let (Some(name), Some(id_hex), Some(b64)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err("verifier key must be name+keyid+key".into());
+    };
+    let raw = B64
+        .decode(b64)
+        .map_err(|e| format!("verifier key is not base64: {e}"))?;
+    if raw.len() != 33 || raw[0] != ALG_ED25519 {
+        return Err("verifier key is not Ed25519 (0x01 followed by 32 bytes)".into());
+    }
+    let mut public = [0u8; 32];
+    public.copy_from_slice(&raw[1..]);
+    let id = key_id(name, &public);
+    if hex(&id) != id_hex {
+        return Err(format!("verifier key id {id_hex} does not match the key"));
+    }
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&public)
+        .map_err(|e| format!("bad Ed25519 key: {e}"))?;
+    // Signature lines never contain a blank line, so the last one separates body and signatures.
+    let split = note
+        .rfind("\n\n")
+        .ok_or("note has no blank line before its signatures")?;
+    let body = &note[..split + 1];
+    let sigs = &note[split + 2..];
+    if sigs.is_empty() || !sigs.ends_with('\n') {
+        return Err("note has no signature lines".into());
+    }
+    let mut verified = false;
+    for line in sigs.lines() {
+        let rest = line
+            .strip_prefix("\u{2014} ")
+            .ok_or_else(|| format!("signature line {line:?} does not start with an em dash"))?;
+        let (signer, sig_b64) = rest
+            .split_once(' ')
+            .ok_or_else(|| format!("signature line {line:?} has no signature"))?;
+        let blob = B64
+            .decode(sig_b64)
+            .map_err(|e| format!("signature is not base64: {e}"))?;
+        if signer != name || blob.len() != 68 || blob[..4] != id {
+            continue;
+        }
+        let sig = ed25519_dalek::Signature::from_slice(&blob[4..]).map_err(|e| e.to_string())?;
+        key.verify_strict(body.as_bytes(), &sig).map_err(|_| {
+            format!("the signature by {name} does not verify: the note was changed")
+        })?;
+        verified = true;
+    }
+    if !verified {
+        return Err(format!("no signature by {name} on the note"));
+    }
+    Ok(body.to_string())
 }
 
 /// A C2SP `tlog-proof@v1` receipt. The exact leaf bytes travel in the `extra` line so the

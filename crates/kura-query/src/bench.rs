@@ -138,6 +138,8 @@ pub fn run(
                 user: "bench",
                 session: None,
                 snapshot,
+                snapshot_sha256: None,
+                id: None,
                 limits: Some(limits),
             },
             &NullAudit,

@@ -89,6 +89,11 @@ pub struct QueryRequest<'a> {
     /// The sign-in session, recorded in the audit events.
     pub session: Option<&'a str>,
     pub snapshot: &'a Path,
+    /// The snapshot's verified SHA-256, recorded in the audit entries when the caller has it.
+    pub snapshot_sha256: Option<&'a str>,
+    /// The query id to use (the server lets a client choose one so it can cancel the query
+    /// while it runs); a random one when None.
+    pub id: Option<&'a str>,
     /// Overrides the engine's default limits for this query.
     pub limits: Option<Limits>,
 }
@@ -207,7 +212,10 @@ impl QueryEngine {
         cancel: &CancelHandle,
         on_batch: &mut dyn FnMut(&RecordBatch),
     ) -> Result<QueryOutcome, QueryError> {
-        let query_id = random_id()?;
+        let query_id = match req.id {
+            Some(id) => id.to_string(),
+            None => random_id()?,
+        };
         let event = |kind| {
             let mut e = Event::new(kind, req.user)
                 .project(&req.project.name)
@@ -221,6 +229,7 @@ impl QueryEngine {
             "query_id": query_id,
             "sql": req.sql,
             "snapshot": req.snapshot.display().to_string(),
+            "snapshot_sha256": req.snapshot_sha256,
         })))?;
         let started = Instant::now();
         let result = self.execute(req, &query_id, cancel, on_batch, started);

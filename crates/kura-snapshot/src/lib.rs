@@ -27,7 +27,7 @@ pub use bench::{plain_load, PlainLoad};
 pub use build::{build, BuildOptions, BuildSummary};
 pub use error::{Result, SnapshotError};
 pub use keys::{MasterKey, MIN_KEY_BYTES};
-pub use manifest::{manifest_path, KReport, Manifest, TableInfo};
+pub use manifest::{manifest_path, sha256_file, ColumnInfo, KReport, Manifest, TableInfo};
 pub use verify::{verify, VerifyReport};
 
 /// Progress of a build, for a command line to show.

@@ -47,6 +47,8 @@ fn cancel_from_another_thread_stops_the_query() {
                 user: "alice",
                 session: None,
                 snapshot: snapshot(),
+                snapshot_sha256: None,
+                id: None,
                 limits: None,
             },
             &MemoryAudit::default(),
@@ -136,6 +138,8 @@ fn query_is_audited_before_it_runs_and_its_outcome_after() {
         user: "alice",
         session: Some("s1"),
         snapshot: snapshot(),
+        snapshot_sha256: None,
+        id: None,
         limits: None,
     };
     let r = e.run(&req, &audit).unwrap();
@@ -192,6 +196,8 @@ fn when_the_audit_log_refuses_the_query_never_runs() {
                 user: "alice",
                 session: None,
                 snapshot: snapshot(),
+                snapshot_sha256: None,
+                id: None,
                 limits: None,
             },
             &failing,
@@ -216,6 +222,8 @@ fn expired_or_wrong_snapshot_grants_are_refused() {
         user: "alice",
         session: None,
         snapshot: snapshot(),
+        snapshot_sha256: None,
+        id: None,
         limits: None,
     };
     assert!(matches!(e.run(&req, &audit), Err(QueryError::Scope(_))));
@@ -253,6 +261,8 @@ fn a_spare_worker_serves_only_the_grant_it_was_set_up_for() {
         user: "alice",
         session: None,
         snapshot: snapshot(),
+        snapshot_sha256: None,
+        id: None,
         limits: None,
     };
     let sql = "SELECT count(birth_ym) FROM nanbyo_forms";

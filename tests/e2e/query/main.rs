@@ -110,6 +110,8 @@ pub fn run_with(
             user: "alice",
             session: Some("s1"),
             snapshot: snapshot(),
+            snapshot_sha256: None,
+            id: None,
             limits,
         },
         &MemoryAudit::default(),

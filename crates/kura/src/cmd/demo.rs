@@ -1,7 +1,8 @@
 //! `kura demo`: Kura's main job on embedded defaults, under one state directory. It generates a
-//! synthetic raw extract, builds a pseudonymised snapshot, grants a demo project, runs sample
-//! queries through the sandbox (each audited), and verifies the audit log. A second run reuses
-//! whatever the first one built.
+//! synthetic raw extract, builds a pseudonymised snapshot, creates the demo accounts (passwords
+//! printed once) and projects, and serves the web UI over HTTPS. `--no-serve` instead runs
+//! sample queries through the sandbox (each audited) and verifies the audit log. A second run
+//! reuses whatever the first one built.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -25,6 +26,12 @@ pub struct Args {
     /// Pseudonymisation policy for the snapshot.
     #[arg(long, default_value = "policies/pseudonymise.toml")]
     policy: PathBuf,
+    /// Address to serve on.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: std::net::SocketAddr,
+    /// Run the sample queries from the command line and exit instead of serving.
+    #[arg(long)]
+    no_serve: bool,
 }
 
 const DEMO_PROJECT: &str = "demo-feasibility";
@@ -114,6 +121,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
 
+    seed_accounts_and_projects(&args.state, &audit)?;
+    if !args.no_serve {
+        audit.close()?;
+        let config = kura_server::ServerConfig {
+            state_dir: args.state.clone(),
+            listen: args.listen,
+            ..kura_server::ServerConfig::default()
+        };
+        println!(
+            "\nOpen https://{} (self-signed certificate: accept it once).",
+            args.listen
+        );
+        return super::serve::serve(config);
+    }
+
     let scope = demo_scope(&args.state)?;
     let engine = QueryEngine::new(EngineConfig::from_current_exe()?)?;
     for (title, sql) in SAMPLE_QUERIES {
@@ -124,6 +146,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             user: DEMO_USER,
             session: None,
             snapshot: &snapshot,
+            snapshot_sha256: None,
+            id: None,
             limits: None,
         };
         let result = engine
@@ -167,6 +191,160 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Demo accounts: (id, name, roles).
+const DEMO_ACCOUNTS: &[(&str, &str, &[&str])] = &[
+    (
+        "researcher",
+        "山田 花子 (研究者 / researcher)",
+        &["researcher"],
+    ),
+    (
+        "checker1",
+        "佐藤 一郎 (出力チェック / output checker)",
+        &["checker"],
+    ),
+    (
+        "checker2",
+        "鈴木 次郎 (出力チェック / output checker)",
+        &["checker"],
+    ),
+    (
+        "supervisor",
+        "高橋 三奈 (監督者 / supervisor)",
+        &["supervisor"],
+    ),
+    (
+        "steward",
+        "田中 四郎 (データ管理者 / data steward)",
+        &["steward"],
+    ),
+];
+
+/// Creates the demo accounts and projects that do not exist yet (each creation audited first)
+/// and prints the new accounts' passwords, which are stored only as argon2id hashes.
+fn seed_accounts_and_projects(state: &Path, audit: &AuditLog) -> anyhow::Result<()> {
+    let store = kura_store::Store::open(state)?;
+    let now = chrono::Utc::now();
+    let mut printed = false;
+    for (id, name, roles) in DEMO_ACCOUNTS {
+        if store.account(id)?.is_some() {
+            continue;
+        }
+        let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+        let password = kura_identity::password::generate_password()?;
+        let hash = kura_identity::password::hash_password(&password)?;
+        audit.append(
+            Event::new(EventKind::AdminAction, OPERATOR)
+                .object(format!("account:{id}"))
+                .payload(serde_json::json!({"action": "account.create", "id": id, "roles": roles})),
+        )?;
+        store.create_account(
+            &kura_store::NewAccount {
+                id,
+                name,
+                roles: &roles,
+                password_hash: &hash,
+            },
+            now,
+        )?;
+        if !printed {
+            println!(
+                "\nDemo accounts (passwords are shown this once; only their hashes are kept):"
+            );
+            printed = true;
+        }
+        println!("  {id:<11} {password}   {name}");
+    }
+    if !printed {
+        println!("\nDemo accounts exist already (their passwords were printed by the first run).");
+    }
+    for project in demo_projects(now) {
+        if store.project(&project.id)?.is_some() {
+            continue;
+        }
+        audit.append(
+            Event::new(EventKind::AdminAction, OPERATOR)
+                .project(project.id.clone())
+                .object(format!("project:{}", project.id))
+                .payload(serde_json::json!({"action": "project.create", "project": project})),
+        )?;
+        store.create_project(&project)?;
+        let member = kura_store::Member {
+            user: "researcher".into(),
+            role: "researcher".into(),
+            expires: project.expires,
+        };
+        audit.append(
+            Event::new(EventKind::AdminAction, OPERATOR)
+                .project(project.id.clone())
+                .object("member:researcher")
+                .payload(serde_json::json!({"action": "member.set", "member": member})),
+        )?;
+        store.set_member(&project.id, &member)?;
+    }
+    Ok(())
+}
+
+fn demo_projects(now: chrono::DateTime<chrono::Utc>) -> Vec<kura_store::Project> {
+    let all = |tables: &[&str]| {
+        tables
+            .iter()
+            .map(|t| (t.to_string(), vec!["*".to_string()]))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let mut feasibility = all(&["designated_diseases", "prefectures"]);
+    feasibility.insert(
+        "nanbyo_forms".into(),
+        [
+            "research_id",
+            "disease_no",
+            "form_year",
+            "sex",
+            "age_band",
+            "pref_code",
+            "severity",
+            "diagnosis_category",
+            "institution_key",
+            "certified",
+        ]
+        .iter()
+        .map(|c| c.to_string())
+        .collect(),
+    );
+    let project = |id: &str, title: &str, description: &str, tables| kura_store::Project {
+        id: id.into(),
+        title: title.into(),
+        description: description.into(),
+        snapshot: "demo".into(),
+        tables,
+        starts: now - chrono::Duration::days(1),
+        expires: now + chrono::Duration::days(365),
+        created_by: OPERATOR.into(),
+        created_at: now,
+    };
+    vec![
+        project(
+            DEMO_PROJECT,
+            "治験実施可能性調査 / Trial feasibility (demo)",
+            "Patients by disease, severity, region and institution; no dates, no labs.",
+            feasibility,
+        ),
+        project(
+            "demo-transition",
+            "移行期医療研究 / Transition care research (demo)",
+            "小慢 children who later appear in 難病: every table of the snapshot.",
+            all(&[
+                "nanbyo_forms",
+                "nanbyo_treatments",
+                "shoman_forms",
+                "institutions",
+                "designated_diseases",
+                "prefectures",
+            ]),
+        ),
+    ]
 }
 
 /// Creates a random 32-byte pseudonymisation key (mode 0600) unless one exists.

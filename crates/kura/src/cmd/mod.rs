@@ -1,12 +1,14 @@
 //! Subcommands. Each module owns its argument types and turns library results into output and
 //! exit codes; nothing here decides policy.
 
+pub mod account;
 pub mod audit;
 pub mod bench;
 pub mod demo;
 pub mod query;
 pub mod registry;
 pub mod sdc;
+pub mod serve;
 pub mod snapshot;
 
 use std::process::ExitCode;
@@ -15,8 +17,14 @@ use clap::Subcommand;
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Kura's main job on embedded defaults: demo data, a snapshot, sample audited queries.
+    /// Kura's main job on embedded defaults: demo data, a snapshot, accounts, projects, and the
+    /// HTTPS service with the web UI.
     Demo(demo::Args),
+    /// The HTTPS service: sign-in, projects, the workspace API and web UI.
+    Serve(serve::Args),
+    /// Local accounts (the first steward of a new installation).
+    #[command(subcommand)]
+    Account(account::Command),
     /// Synthetic raw registry extracts (難病 and 小慢), as a data steward receives them.
     #[command(subcommand)]
     Registry(registry::Command),
@@ -42,6 +50,8 @@ pub enum Command {
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Demo(a) => demo::run(a),
+        Command::Serve(a) => serve::run(a),
+        Command::Account(c) => account::run(c),
         Command::Registry(c) => registry::run(c),
         Command::Snapshot(c) => snapshot::run(c),
         Command::Audit(c) => audit::run(c),

@@ -101,6 +101,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         user: &args.user,
         session: None,
         snapshot: &args.snapshot,
+        snapshot_sha256: None,
+        id: None,
         limits: None,
     };
     match engine.run(&request, &audit) {

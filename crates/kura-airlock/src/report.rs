@@ -1,0 +1,195 @@
+//! The automatic report checkers see: the kura-sdc report (every cell, the rules it failed and
+//! why, the suggested protected table) run against everything already released from the
+//! snapshot, the SQL and hashes, and the overlaps with the project's earlier releases. It is
+//! serialisable to JSON for the UI.
+
+use std::collections::{BTreeSet, HashMap};
+
+use kura_sdc::ledger::NestIndex;
+use kura_sdc::{MeasureKind, ReleasedCell, Report, StagedTable};
+use serde::Serialize;
+
+use crate::airlock::{load, Airlock};
+use crate::db;
+use crate::error::AirlockError;
+use crate::ledger::{self, ProjectCell};
+use crate::staged::sha256_hex;
+use crate::workflow::{Context, State};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckerReport {
+    pub output_id: String,
+    pub project: String,
+    pub title: String,
+    pub author: String,
+    pub state: State,
+    pub sql: String,
+    pub query_sha256: String,
+    pub snapshot_sha256: String,
+    pub output_sha256: String,
+    /// The context of the latest round (or the draft's).
+    pub context: Option<Context>,
+    pub passed: bool,
+    pub failing_cells: usize,
+    /// Whether the protected table is still the one the latest round was submitted with
+    /// (`None` before the first submission). `false` means releases since then changed it.
+    pub matches_submitted: Option<bool>,
+    /// The kura-sdc report: `refusals`, `cells` (with `failures` and `action`), `protected`.
+    pub sdc: Report,
+    /// Cells of this output whose population equals or nests with a cell the project already
+    /// released, smallest difference (most revealing) first, at most [`MAX_OVERLAPS`].
+    pub overlaps: Vec<Overlap>,
+    /// Overlaps left out beyond [`MAX_OVERLAPS`].
+    pub overlaps_omitted: usize,
+}
+
+/// Overlaps listed in a report (a grand total nests with every earlier cell).
+pub const MAX_OVERLAPS: usize = 500;
+
+/// How a new cell's population relates to a released one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Relation {
+    /// The same definition: the same cell released again.
+    Same,
+    /// The new cell is a sub-population of the released one.
+    InsideReleased,
+    /// The new cell contains the released one.
+    ContainsReleased,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Overlap {
+    pub row: usize,
+    pub label: String,
+    pub measure: String,
+    pub value: f64,
+    pub relation: Relation,
+    /// |value - released_value|: the size of the group between the two populations.
+    pub difference: f64,
+    pub release: String,
+    pub released_at: String,
+    pub released_definition: Vec<String>,
+    pub released_value: f64,
+    /// Released from the same snapshot (otherwise the counts come from different data).
+    pub same_snapshot: bool,
+}
+
+impl Airlock {
+    /// The report for checkers (and the author) on `output_id`.
+    pub fn report(&self, output_id: &str) -> Result<CheckerReport, AirlockError> {
+        let conn = self.lock();
+        let (review, _) = load(&conn, output_id)?;
+        let last = review.rounds.last();
+        let context = last.map(|r| r.context.clone()).or(review.context.clone());
+        let (table, report) = self.check_output(&conn, &review, context.as_ref())?;
+        let matches_submitted = last.map(|r| {
+            self.stamp(output_id, &report)
+                .map(|s| s.protected_sha256 == r.check.protected_sha256)
+                .unwrap_or(false)
+        });
+        let released = ledger::project_cells(&conn, &review.output.project)?;
+        drop(conn);
+        let o = &review.output;
+        let mut overlaps = overlaps(&table, &released, &o.snapshot_sha256, &o.id);
+        overlaps.sort_by(|a, b| {
+            b.same_snapshot
+                .cmp(&a.same_snapshot)
+                .then(a.difference.total_cmp(&b.difference))
+                .then(a.row.cmp(&b.row))
+        });
+        let overlaps_omitted = overlaps.len().saturating_sub(MAX_OVERLAPS);
+        overlaps.truncate(MAX_OVERLAPS);
+        Ok(CheckerReport {
+            output_id: o.id.clone(),
+            project: o.project.clone(),
+            title: o.title.clone(),
+            author: o.author.clone(),
+            state: review.state,
+            sql: o.sql.clone(),
+            query_sha256: sha256_hex(o.sql.as_bytes()),
+            snapshot_sha256: o.snapshot_sha256.clone(),
+            output_sha256: o.sha256.clone(),
+            context,
+            passed: report.passed(),
+            failing_cells: report.failing_cells().count(),
+            matches_submitted,
+            sdc: report,
+            overlaps,
+            overlaps_omitted,
+        })
+    }
+}
+
+/// Every (new count cell, released cell) pair of the same measure whose definitions are equal or
+/// nested, using kura-sdc's own nesting index.
+fn overlaps(
+    table: &StagedTable,
+    released: &[ProjectCell],
+    snapshot: &str,
+    this_release: &str,
+) -> Vec<Overlap> {
+    let released: Vec<&ProjectCell> = released
+        .iter()
+        .filter(|p| p.cell.release != this_release)
+        .collect();
+    let cells: Vec<ReleasedCell> = released.iter().map(|p| p.cell.clone()).collect();
+    let index = NestIndex::new(&cells);
+    let mut exact: HashMap<(&str, &BTreeSet<String>), Vec<usize>> = HashMap::new();
+    for (i, c) in cells.iter().enumerate() {
+        exact
+            .entry((c.measure.as_str(), &c.definition))
+            .or_default()
+            .push(i);
+    }
+    // NestIndex answers with references into `cells`: map them back to indexes by address.
+    let index_of: HashMap<*const ReleasedCell, usize> = cells
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c as *const ReleasedCell, i))
+        .collect();
+    let position = |c: &ReleasedCell| index_of.get(&(c as *const ReleasedCell)).copied();
+    let mut out = Vec::new();
+    for (m, measure) in table.measures.iter().enumerate() {
+        if measure.kind != MeasureKind::Count {
+            continue;
+        }
+        for (r, row) in table.rows.iter().enumerate() {
+            let def = table.definition(r);
+            let value = row.values.get(m).copied().unwrap_or(0.0);
+            let same = exact
+                .get(&(measure.name.as_str(), &def))
+                .cloned()
+                .unwrap_or_default();
+            let nested = index
+                .nested(&measure.name, &def)
+                .into_iter()
+                .filter_map(position);
+            for i in same.into_iter().chain(nested) {
+                let c = &cells[i];
+                let p = released[i];
+                let relation = if c.definition == def {
+                    Relation::Same
+                } else if c.definition.is_subset(&def) {
+                    Relation::InsideReleased
+                } else {
+                    Relation::ContainsReleased
+                };
+                out.push(Overlap {
+                    row: r,
+                    label: table.label(r),
+                    measure: measure.name.clone(),
+                    value,
+                    relation,
+                    difference: (value - c.value).abs(),
+                    release: c.release.clone(),
+                    released_at: db::ts(p.released_at),
+                    released_definition: c.definition.iter().cloned().collect(),
+                    released_value: c.value,
+                    same_snapshot: p.snapshot == snapshot,
+                });
+            }
+        }
+    }
+    out
+}

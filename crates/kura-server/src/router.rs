@@ -1,0 +1,138 @@
+//! The route table and the layers every response passes through: body size limit, security
+//! headers (HSTS, CSP without inline script, frame-ancestors none, no-store), panic catching.
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use axum::Router;
+
+use crate::routes::{accounts, auth, outputs, projects, queries, service};
+use crate::state::AppState;
+use crate::MAX_BODY_BYTES;
+
+/// Every route the server answers; `openapi.json` documents exactly these (a test checks).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/api/openapi.json"),
+    ("GET", "/api/v1/config"),
+    ("GET", "/api/v1/session"),
+    ("POST", "/api/v1/session"),
+    ("DELETE", "/api/v1/session"),
+    ("GET", "/auth/oidc/start"),
+    ("GET", "/auth/oidc/callback"),
+    ("GET", "/api/v1/projects"),
+    ("POST", "/api/v1/projects"),
+    ("GET", "/api/v1/projects/{pid}"),
+    ("PUT", "/api/v1/projects/{pid}/members/{uid}"),
+    ("DELETE", "/api/v1/projects/{pid}/members/{uid}"),
+    ("GET", "/api/v1/projects/{pid}/catalog"),
+    ("POST", "/api/v1/projects/{pid}/queries"),
+    ("GET", "/api/v1/projects/{pid}/queries"),
+    ("POST", "/api/v1/projects/{pid}/queries/{qid}/cancel"),
+    ("GET", "/api/v1/projects/{pid}/queries/{qid}/result"),
+    ("POST", "/api/v1/projects/{pid}/outputs"),
+    ("GET", "/api/v1/projects/{pid}/outputs"),
+    ("GET", "/api/v1/accounts"),
+    ("POST", "/api/v1/accounts"),
+    ("POST", "/api/v1/accounts/{uid}/disable"),
+];
+
+/// The web UI's files (served from the binary).
+pub const UI_ROUTES: &[&str] = &["/", "/ui/app.js", "/ui/i18n.js", "/ui/app.css"];
+
+pub fn router(app: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(service::healthz))
+        .route("/readyz", get(service::readyz))
+        .route("/api/openapi.json", get(service::openapi))
+        .route("/api/v1/config", get(service::config))
+        .route(
+            "/api/v1/session",
+            get(auth::session)
+                .post(auth::local_sign_in)
+                .delete(auth::sign_out),
+        )
+        .route("/auth/oidc/start", get(auth::oidc_start))
+        .route("/auth/oidc/callback", get(auth::oidc_callback))
+        .route(
+            "/api/v1/projects",
+            get(projects::list).post(projects::create),
+        )
+        .route("/api/v1/projects/{pid}", get(projects::show))
+        .route(
+            "/api/v1/projects/{pid}/members/{uid}",
+            put(projects::set_member).delete(projects::remove_member),
+        )
+        .route("/api/v1/projects/{pid}/catalog", get(projects::catalog))
+        .route(
+            "/api/v1/projects/{pid}/queries",
+            post(queries::run).get(queries::history),
+        )
+        .route(
+            "/api/v1/projects/{pid}/queries/{qid}/cancel",
+            post(queries::cancel),
+        )
+        .route(
+            "/api/v1/projects/{pid}/queries/{qid}/result",
+            get(queries::result),
+        )
+        .route(
+            "/api/v1/projects/{pid}/outputs",
+            post(outputs::stage).get(outputs::list),
+        )
+        .route(
+            "/api/v1/accounts",
+            get(accounts::list).post(accounts::create),
+        )
+        .route("/api/v1/accounts/{uid}/disable", post(accounts::disable))
+        .route("/", get(service::index))
+        .route("/ui/{file}", get(service::asset))
+        .fallback(service::not_found)
+        .layer(middleware::from_fn(security_headers))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(app)
+}
+
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; \
+     object-src 'none'";
+
+async fn security_headers(request: Request, next: Next) -> Response {
+    let is_asset = request.uri().path().starts_with("/ui/");
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, name, value: &'static str| {
+        h.insert(name, HeaderValue::from_static(value));
+    };
+    set(
+        h,
+        header::STRICT_TRANSPORT_SECURITY,
+        "max-age=31536000; includeSubDomains",
+    );
+    set(h, header::CONTENT_SECURITY_POLICY, CSP);
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    // Data pages and API answers are never cached; the static UI code may be, briefly.
+    set(
+        h,
+        header::CACHE_CONTROL,
+        if is_asset {
+            "private, max-age=300"
+        } else {
+            "no-store"
+        },
+    );
+    response
+}

@@ -1,0 +1,9 @@
+//! Request handlers, one module per resource. Each handler identifies the caller, asks the
+//! policies, audits, then calls the store or the engine.
+
+pub mod accounts;
+pub mod auth;
+pub mod outputs;
+pub mod projects;
+pub mod queries;
+pub mod service;

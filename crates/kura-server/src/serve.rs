@@ -1,0 +1,180 @@
+//! Starting and stopping the service: policies validated (a policy error stops the start),
+//! control-plane store and audit log opened, query engine and OpenID client ready, TLS bound;
+//! on SIGTERM or Ctrl-C the server stops accepting, lets in-flight requests finish (their
+//! audit appends included), then closes the audit log, which signs a final checkpoint.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kura_audit::{AuditLog, AuditOptions};
+use kura_authz::Authorizer;
+use kura_identity::oidc::{OidcClient, OidcConfig};
+use kura_query::{EngineConfig, QueryEngine};
+use kura_store::Store;
+
+use crate::config::ServerConfig;
+use crate::error::ServeError;
+use crate::router::router;
+use crate::state::App;
+
+/// What a started server tells its caller.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    pub addr: SocketAddr,
+    pub origin: String,
+}
+
+/// A server that has opened everything and bound its port, not yet serving.
+pub struct Server {
+    app: Arc<App>,
+    listener: TcpListener,
+    tls: axum_server::tls_rustls::RustlsConfig,
+    ready: Ready,
+}
+
+impl Server {
+    pub async fn start(
+        mut config: ServerConfig,
+        engine: EngineConfig,
+    ) -> Result<Server, ServeError> {
+        config.check()?;
+        let authz = match &config.authz_policies {
+            Some(dir) => Authorizer::from_dir(dir),
+            None => Authorizer::builtin(),
+        }
+        .map_err(|e| ServeError::Policies(e.to_string()))?;
+        std::fs::create_dir_all(&config.state_dir).map_err(|source| ServeError::Io {
+            path: config.state_dir.clone(),
+            source,
+        })?;
+        let listener = TcpListener::bind(config.listen).map_err(|source| ServeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| ServeError::Listen { addr, source })?;
+        // Port 0 picks a free port; the origin must name the real one.
+        config.listen = addr;
+        let tls = crate::tls::rustls_config(&config).await?;
+        let store = Arc::new(Store::open(&config.state_dir)?);
+        let audit = Arc::new(AuditLog::open(&config.state_dir, AuditOptions::default())?);
+        let engine = Arc::new(QueryEngine::new(engine)?);
+        let oidc = match &config.oidc {
+            None => None,
+            Some(o) => {
+                let redirect = format!("{}/auth/oidc/callback", config.origin());
+                let oidc_config = OidcConfig {
+                    issuer: o.issuer.clone(),
+                    client_id: o.client_id.clone(),
+                    client_secret: o.client_secret.clone(),
+                    redirect_url: url::Url::parse(&redirect)
+                        .map_err(|e| ServeError::Oidc(format!("redirect URL {redirect}: {e}")))?,
+                    scopes: vec!["openid".into(), "profile".into(), "email".into()],
+                    roles_claim: o.roles_claim.clone(),
+                    allow_insecure_loopback: o.allow_insecure_loopback,
+                };
+                Some(
+                    OidcClient::discover(oidc_config)
+                        .await
+                        .map_err(|e| ServeError::Oidc(format!("{}: {e}", o.issuer)))?,
+                )
+            }
+        };
+        let app = Arc::new(App::new(config, store, audit, authz, engine, oidc));
+        let ready = Ready {
+            addr,
+            origin: app.origin.clone(),
+        };
+        Ok(Server {
+            app,
+            listener,
+            tls,
+            ready,
+        })
+    }
+
+    pub fn ready(&self) -> &Ready {
+        &self.ready
+    }
+
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests (at most 30 s) and
+    /// closes the audit log.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let handle = axum_server::Handle::new();
+        let stopper = handle.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            stopper.graceful_shutdown(Some(Duration::from_secs(30)));
+        });
+        let service = router(self.app.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let addr = self.ready.addr;
+        axum_server::from_tcp_rustls(self.listener, self.tls)
+            .handle(handle)
+            .serve(service)
+            .await
+            .map_err(|source| ServeError::Listen { addr, source })?;
+        let app = self.app;
+        // Requests are done; queries still running in blocking tasks hold the app until they
+        // end (their worker is killed by its own timeout at the latest).
+        let audit = app.audit.clone();
+        drop(app);
+        tokio::task::spawn_blocking(move || {
+            if let Ok(log) = Arc::try_unwrap(audit) {
+                log.close()
+            } else {
+                Ok(())
+            }
+        })
+        .await
+        .map_err(|e| ServeError::Shutdown(e.to_string()))??;
+        Ok(())
+    }
+}
+
+/// SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Starts with the running binary as the query worker and serves until a signal.
+pub async fn serve(config: ServerConfig, on_ready: impl FnOnce(&Ready)) -> Result<(), ServeError> {
+    let mut engine = EngineConfig::from_current_exe()?;
+    let q = &config.query;
+    engine.limits.timeout_ms = q.timeout_seconds.saturating_mul(1000);
+    engine.limits.max_rows = q.max_rows;
+    engine.limits.max_bytes = q.max_bytes;
+    engine.limits.memory_limit_mib = q.memory_limit_mib;
+    engine.limits.threads = q.threads;
+    let server = Server::start(config, engine).await?;
+    on_ready(server.ready());
+    server.run(shutdown_signal()).await
+}

@@ -1,0 +1,301 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The control-plane store: accounts, sessions, pending logins, projects, queries, outputs.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use kura_store::{
+    Member, NewAccount, OutputRecord, Project, QueryRecord, QueryStatus, SessionLimits, Store,
+    StoreError,
+};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap()
+}
+
+fn limits() -> SessionLimits {
+    SessionLimits {
+        idle: Duration::minutes(30),
+        absolute: Duration::hours(12),
+    }
+}
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    (dir, store)
+}
+
+fn account(store: &Store, id: &str) {
+    let roles = vec!["researcher".to_string()];
+    store
+        .create_account(
+            &NewAccount {
+                id,
+                name: "Name",
+                roles: &roles,
+                password_hash: "$argon2id$stub",
+            },
+            t0(),
+        )
+        .unwrap();
+}
+
+fn project(id: &str) -> Project {
+    Project {
+        id: id.into(),
+        title: "Title".into(),
+        description: String::new(),
+        snapshot: "demo".into(),
+        tables: BTreeMap::from([("nanbyo_forms".to_string(), vec!["*".to_string()])]),
+        starts: t0(),
+        expires: t0() + Duration::days(30),
+        created_by: "steward".into(),
+        created_at: t0(),
+    }
+}
+
+#[test]
+fn accounts_are_unique_and_ids_checked() {
+    let (_d, s) = store();
+    account(&s, "alice");
+    let roles = vec![];
+    let again = s.create_account(
+        &NewAccount {
+            id: "alice",
+            name: "Other",
+            roles: &roles,
+            password_hash: "x",
+        },
+        t0(),
+    );
+    assert!(
+        matches!(again, Err(StoreError::Conflict { .. })),
+        "{again:?}"
+    );
+    for bad in ["", "Alice", "a b", "../x", "a@b", &"a".repeat(65)] {
+        let r = s.create_account(
+            &NewAccount {
+                id: bad,
+                name: "n",
+                roles: &roles,
+                password_hash: "x",
+            },
+            t0(),
+        );
+        assert!(
+            matches!(r, Err(StoreError::Invalid { .. })),
+            "{bad:?}: {r:?}"
+        );
+    }
+    let (a, hash) = s.local_credentials("alice").unwrap().unwrap();
+    assert_eq!(a.roles, vec!["researcher"]);
+    assert_eq!(hash.as_deref(), Some("$argon2id$stub"));
+}
+
+#[test]
+fn sessions_end_when_idle_or_at_absolute_expiry_and_tokens_are_not_stored() {
+    let (dir, s) = store();
+    account(&s, "alice");
+    let (token, session) = s.create_session("alice", limits(), t0()).unwrap();
+    assert_ne!(session.id, token, "only a hash of the token is kept");
+    let file = std::fs::read(dir.path().join("kura.sqlite")).unwrap();
+    let wal = std::fs::read(dir.path().join("kura.sqlite-wal")).unwrap_or_default();
+    let needle = token.as_bytes();
+    for bytes in [&file, &wal] {
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "token on disk"
+        );
+    }
+    // Used every 20 minutes: still alive after 2 hours.
+    for i in 1..=6 {
+        let now = t0() + Duration::minutes(20 * i);
+        assert!(
+            s.session(&token, limits(), now).unwrap().is_some(),
+            "step {i}"
+        );
+    }
+    // Idle for 31 minutes: gone, and stays gone.
+    let late = t0() + Duration::minutes(120 + 31);
+    assert!(s.session(&token, limits(), late).unwrap().is_none());
+    assert!(s
+        .session(&token, limits(), t0() + Duration::minutes(121))
+        .unwrap()
+        .is_none());
+
+    let (token, _) = s.create_session("alice", limits(), t0()).unwrap();
+    let mut now = t0();
+    while now < t0() + Duration::hours(12) - Duration::minutes(10) {
+        now += Duration::minutes(10);
+        assert!(s.session(&token, limits(), now).unwrap().is_some());
+    }
+    assert!(s
+        .session(&token, limits(), t0() + Duration::hours(12))
+        .unwrap()
+        .is_none());
+    assert!(s.session("not-a-token", limits(), t0()).unwrap().is_none());
+}
+
+#[test]
+fn disabling_an_account_ends_its_sessions() {
+    let (_d, s) = store();
+    account(&s, "alice");
+    let (token, _) = s.create_session("alice", limits(), t0()).unwrap();
+    let a = s.disable_account("alice").unwrap();
+    assert!(a.disabled);
+    assert!(s.session(&token, limits(), t0()).unwrap().is_none());
+    assert!(matches!(
+        s.disable_account("nobody"),
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn a_pending_login_completes_at_most_once() {
+    let (_d, s) = store();
+    let key = s.put_pending_login("{\"state\":\"x\"}", t0()).unwrap();
+    assert_eq!(
+        s.take_pending_login(&key).unwrap().as_deref(),
+        Some("{\"state\":\"x\"}")
+    );
+    assert_eq!(s.take_pending_login(&key).unwrap(), None);
+    assert_eq!(s.take_pending_login("guess").unwrap(), None);
+}
+
+#[test]
+fn oidc_accounts_never_take_over_local_ones() {
+    let (_d, s) = store();
+    account(&s, "alice");
+    let r = s.upsert_oidc_account("https://idp|alice", "alice", "Alice", &[], t0());
+    assert!(matches!(r, Err(StoreError::Conflict { .. })), "{r:?}");
+    let roles = vec!["researcher".to_string()];
+    let b = s
+        .upsert_oidc_account("https://idp|bob", "bob", "Bob", &roles, t0())
+        .unwrap();
+    assert_eq!(b.roles, roles);
+    // Roles and name follow the provider on the next sign-in; the id stays.
+    let b2 = s
+        .upsert_oidc_account("https://idp|bob", "ignored", "Robert", &[], t0())
+        .unwrap();
+    assert_eq!((b2.id.as_str(), b2.name.as_str()), ("bob", "Robert"));
+    assert!(b2.roles.is_empty());
+}
+
+#[test]
+fn projects_validate_and_members_round_trip() {
+    let (_d, s) = store();
+    account(&s, "alice");
+    let mut bad = project("p1");
+    bad.expires = bad.starts;
+    assert!(matches!(
+        s.create_project(&bad),
+        Err(StoreError::Invalid { .. })
+    ));
+    let mut bad = project("p1");
+    bad.tables.insert("x; DROP".into(), vec!["*".into()]);
+    assert!(matches!(
+        s.create_project(&bad),
+        Err(StoreError::Invalid { .. })
+    ));
+    s.create_project(&project("p1")).unwrap();
+    assert!(matches!(
+        s.create_project(&project("p1")),
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(s.project("p1").unwrap().unwrap(), project("p1"));
+    let m = Member {
+        user: "alice".into(),
+        role: "researcher".into(),
+        expires: t0() + Duration::days(3),
+    };
+    s.set_member("p1", &m).unwrap();
+    assert_eq!(s.members("p1").unwrap(), vec![m.clone()]);
+    assert_eq!(s.projects_of("alice").unwrap().len(), 1);
+    assert!(matches!(
+        s.set_member(
+            "p1",
+            &Member {
+                user: "ghost".into(),
+                ..m.clone()
+            }
+        ),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(s.remove_member("p1", "alice").unwrap());
+    assert!(!s.remove_member("p1", "alice").unwrap());
+    assert!(s.projects_of("alice").unwrap().is_empty());
+}
+
+#[test]
+fn query_history_is_per_user_and_project_newest_first() {
+    let (_d, s) = store();
+    let q = |id: &str, user: &str, project: &str, minute: i64| QueryRecord {
+        id: id.into(),
+        project: project.into(),
+        user: user.into(),
+        sql: "SELECT 1".into(),
+        status: QueryStatus::Running,
+        row_count: None,
+        duration_ms: None,
+        result_sha256: None,
+        snapshot_sha256: "ab".into(),
+        error: None,
+        started_at: t0() + Duration::minutes(minute),
+    };
+    s.insert_query(&q("q1", "alice", "p1", 1)).unwrap();
+    s.insert_query(&q("q2", "alice", "p1", 2)).unwrap();
+    s.insert_query(&q("q3", "bob", "p1", 3)).unwrap();
+    s.insert_query(&q("q4", "alice", "p2", 4)).unwrap();
+    assert!(matches!(
+        s.insert_query(&q("q1", "alice", "p1", 5)),
+        Err(StoreError::Conflict { .. })
+    ));
+    s.finish_query(
+        "q1",
+        QueryStatus::Completed,
+        Some(7),
+        12,
+        Some("cafe"),
+        None,
+    )
+    .unwrap();
+    let ids: Vec<_> = s
+        .queries("p1", "alice", 10)
+        .unwrap()
+        .into_iter()
+        .map(|q| (q.id, q.status))
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            ("q2".to_string(), QueryStatus::Running),
+            ("q1".to_string(), QueryStatus::Completed)
+        ]
+    );
+    assert!(
+        s.query("p2", "q1").unwrap().is_none(),
+        "another project's query"
+    );
+    let got = s.query("p1", "q1").unwrap().unwrap();
+    assert_eq!(
+        (got.row_count, got.result_sha256.as_deref()),
+        (Some(7), Some("cafe"))
+    );
+
+    let o = OutputRecord {
+        id: "out-1".into(),
+        project: "p1".into(),
+        query_id: "q1".into(),
+        author: "alice".into(),
+        title: "Counts".into(),
+        description: String::new(),
+        status: "staged".into(),
+        row_count: 7,
+        sha256: "beef".into(),
+        created_at: t0(),
+    };
+    s.insert_output(&o).unwrap();
+    assert_eq!(s.outputs("p1").unwrap(), vec![o]);
+    assert!(s.outputs("p2").unwrap().is_empty());
+}

@@ -1,0 +1,11 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! End-to-end tests of `kura serve` over HTTPS: sign-in and sessions, CSRF and headers, bad
+//! input, authorization (separation of duties, IDOR, expiry), the workspace API, shutdown, and
+//! sign-in through a real OpenID provider. One binary: it builds the test snapshot once.
+
+mod access;
+mod bad_input;
+mod oidc;
+mod sessions;
+mod startup;
+mod workspace;
