@@ -1,7 +1,9 @@
 //! Shared helpers for the end-to-end tests: locating the `kura` binary and running it, a real
-//! `kura serve` with an HTTPS client (`server`), and the real OpenID provider (`oidc`).
+//! `kura serve` with an HTTPS client (`server`), the real OpenID provider (`oidc`), and headless
+//! Chromium through WebDriver (`browser`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod browser;
 pub mod oidc;
 pub mod server;
 
