@@ -233,7 +233,7 @@ fn a_researcher_signs_in_with_openid_queries_stages_and_signs_out() {
     let item = chrome.wait_for(&output);
     assert_eq!(
         chrome.attribute(&item, "data-status").as_deref(),
-        Some("staged")
+        Some("draft")
     );
     assert_eq!(
         chrome.text(&chrome.wait_for(&format!("{output} .output-title"))),

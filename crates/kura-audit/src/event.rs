@@ -25,6 +25,8 @@ pub enum EventKind {
     OperatorNote,
     /// A signed-in caller asked for something the policies refused.
     AccessDenied,
+    /// A released output was downloaded.
+    OutputDownloaded,
 }
 
 impl EventKind {
@@ -44,6 +46,7 @@ impl EventKind {
         EventKind::SnapshotBuilt,
         EventKind::OperatorNote,
         EventKind::AccessDenied,
+        EventKind::OutputDownloaded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +66,7 @@ impl EventKind {
             EventKind::SnapshotBuilt => "snapshot.built",
             EventKind::OperatorNote => "operator.note",
             EventKind::AccessDenied => "access.denied",
+            EventKind::OutputDownloaded => "output.downloaded",
         }
     }
 

@@ -185,61 +185,12 @@ pub fn checkpoint_body(origin: &str, size: u64, root: &Hash) -> String {
 }
 
 /// Checks a C2SP signed note (as written by [`LogKey::sign_note`]) against a verifier key
-/// `name+keyid+base64(0x01||public key)` and returns its body (the text before the blank line,
-/// final newline included). Signature lines of other keys are ignored; a line of this key whose
-/// signature does not verify, or no line of this key at all, is an error.
+/// `name+keyid+base64(0x01||public key)` and returns its body. The check is the independent
+/// verifier's ([`crate::verify::note::open_note`]), so readers of releases and of checkpoints
+/// trust the same code.
 pub fn verify_note(note: &str, verifier_key: &str) -> Result<String, String> {
-    let mut parts = verifier_key.trim().splitn(3, '+');
-    let (Some(name), Some(id_hex), Some(b64)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err("verifier key must be name+keyid+key".into());
-    };
-    let raw = B64
-        .decode(b64)
-        .map_err(|e| format!("verifier key is not base64: {e}"))?;
-    if raw.len() != 33 || raw[0] != ALG_ED25519 {
-        return Err("verifier key is not Ed25519 (0x01 followed by 32 bytes)".into());
-    }
-    let mut public = [0u8; 32];
-    public.copy_from_slice(&raw[1..]);
-    let id = key_id(name, &public);
-    if hex(&id) != id_hex {
-        return Err(format!("verifier key id {id_hex} does not match the key"));
-    }
-    let key = ed25519_dalek::VerifyingKey::from_bytes(&public)
-        .map_err(|e| format!("bad Ed25519 key: {e}"))?;
-    // Signature lines never contain a blank line, so the last one separates body and signatures.
-    let split = note
-        .rfind("\n\n")
-        .ok_or("note has no blank line before its signatures")?;
-    let body = &note[..split + 1];
-    let sigs = &note[split + 2..];
-    if sigs.is_empty() || !sigs.ends_with('\n') {
-        return Err("note has no signature lines".into());
-    }
-    let mut verified = false;
-    for line in sigs.lines() {
-        let rest = line
-            .strip_prefix("\u{2014} ")
-            .ok_or_else(|| format!("signature line {line:?} does not start with an em dash"))?;
-        let (signer, sig_b64) = rest
-            .split_once(' ')
-            .ok_or_else(|| format!("signature line {line:?} has no signature"))?;
-        let blob = B64
-            .decode(sig_b64)
-            .map_err(|e| format!("signature is not base64: {e}"))?;
-        if signer != name || blob.len() != 68 || blob[..4] != id {
-            continue;
-        }
-        let sig = ed25519_dalek::Signature::from_slice(&blob[4..]).map_err(|e| e.to_string())?;
-        key.verify_strict(body.as_bytes(), &sig).map_err(|_| {
-            format!("the signature by {name} does not verify: the note was changed")
-        })?;
-        verified = true;
-    }
-    if !verified {
-        return Err(format!("no signature by {name} on the note"));
-    }
-    Ok(body.to_string())
+    let key = crate::verify::note::VerifierKey::parse(verifier_key)?;
+    crate::verify::note::open_note(note, &key).map(str::to_string)
 }
 
 /// A C2SP `tlog-proof@v1` receipt. The exact leaf bytes travel in the `extra` line so the

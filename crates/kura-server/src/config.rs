@@ -100,6 +100,20 @@ impl Default for QueryConfig {
     }
 }
 
+impl QueryConfig {
+    /// The sandbox limits of one query.
+    pub fn limits(&self) -> kura_query::Limits {
+        kura_query::Limits {
+            timeout_ms: self.timeout_seconds.saturating_mul(1000),
+            max_rows: self.max_rows,
+            max_bytes: self.max_bytes,
+            memory_limit_mib: self.memory_limit_mib,
+            threads: self.threads,
+            ..kura_query::Limits::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OidcSection {

@@ -152,6 +152,33 @@ impl From<kura_store::StoreError> for ApiError {
     }
 }
 
+impl From<kura_airlock::AirlockError> for ApiError {
+    fn from(e: kura_airlock::AirlockError) -> ApiError {
+        use kura_airlock::AirlockError as A;
+        match e {
+            A::NotFound { .. } => ApiError::NotFound(e.to_string()),
+            A::NotAuthor { .. } | A::SelfReview { .. } => ApiError::Forbidden(e.to_string()),
+            A::Conflict { .. }
+            | A::AlreadyVoted { .. }
+            | A::WrongState { .. }
+            | A::CheckChanged { .. } => ApiError::Conflict(e.to_string()),
+            A::Tampered { .. } => {
+                tracing::error!("ALERT: {e}");
+                ApiError::Conflict(e.to_string())
+            }
+            A::Invalid(_) => ApiError::Unprocessable {
+                code: "kura.request.invalid",
+                message: e.to_string(),
+            },
+            A::Refused { .. } => ApiError::Unprocessable {
+                code: "kura.airlock.refused",
+                message: e.to_string(),
+            },
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -187,6 +214,8 @@ pub enum ServeError {
     Query(#[from] kura_query::QueryError),
     #[error("OpenID provider: {0}")]
     Oidc(String),
+    #[error("airlock: {0}")]
+    Airlock(String),
     #[error("shutting down: {0}")]
     Shutdown(String),
     #[error("cannot listen on {addr}: {source}")]

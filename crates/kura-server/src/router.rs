@@ -8,7 +8,7 @@ use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::Router;
 
-use crate::routes::{accounts, auth, outputs, projects, queries, service};
+use crate::routes::{accounts, auth, outputs, projects, queries, reviews, service};
 use crate::state::AppState;
 use crate::MAX_BODY_BYTES;
 
@@ -35,6 +35,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/projects/{pid}/queries/{qid}/result"),
     ("POST", "/api/v1/projects/{pid}/outputs"),
     ("GET", "/api/v1/projects/{pid}/outputs"),
+    ("GET", "/api/v1/projects/{pid}/outputs/{oid}"),
+    ("PUT", "/api/v1/projects/{pid}/outputs/{oid}/context"),
+    ("POST", "/api/v1/projects/{pid}/outputs/{oid}/submit"),
+    ("POST", "/api/v1/projects/{pid}/outputs/{oid}/withdraw"),
+    ("GET", "/api/v1/projects/{pid}/outputs/{oid}/report"),
+    ("POST", "/api/v1/projects/{pid}/outputs/{oid}/votes"),
+    ("GET", "/api/v1/projects/{pid}/outputs/{oid}/download"),
+    ("GET", "/api/v1/projects/{pid}/outputs/{oid}/receipt"),
+    ("GET", "/api/v1/reviews"),
     ("GET", "/api/v1/accounts"),
     ("POST", "/api/v1/accounts"),
     ("POST", "/api/v1/accounts/{uid}/disable"),
@@ -83,6 +92,36 @@ pub fn router(app: AppState) -> Router {
             "/api/v1/projects/{pid}/outputs",
             post(outputs::stage).get(outputs::list),
         )
+        .route("/api/v1/projects/{pid}/outputs/{oid}", get(reviews::show))
+        .route(
+            "/api/v1/projects/{pid}/outputs/{oid}/context",
+            put(reviews::set_context),
+        )
+        .route(
+            "/api/v1/projects/{pid}/outputs/{oid}/submit",
+            post(reviews::submit),
+        )
+        .route(
+            "/api/v1/projects/{pid}/outputs/{oid}/withdraw",
+            post(reviews::withdraw),
+        )
+        .route(
+            "/api/v1/projects/{pid}/outputs/{oid}/report",
+            get(reviews::report),
+        )
+        .route(
+            "/api/v1/projects/{pid}/outputs/{oid}/votes",
+            post(reviews::vote),
+        )
+        .route(
+            "/api/v1/projects/{pid}/outputs/{oid}/download",
+            get(reviews::download),
+        )
+        .route(
+            "/api/v1/projects/{pid}/outputs/{oid}/receipt",
+            get(reviews::receipt),
+        )
+        .route("/api/v1/reviews", get(reviews::queue))
         .route(
             "/api/v1/accounts",
             get(accounts::list).post(accounts::create),

@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kura_airlock::{Airlock, AirlockConfig};
 use kura_audit::{AuditLog, AuditOptions};
 use kura_authz::Authorizer;
 use kura_identity::oidc::{OidcClient, OidcConfig};
@@ -65,6 +66,10 @@ impl Server {
         let store = Arc::new(Store::open(&config.state_dir)?);
         let audit = Arc::new(AuditLog::open(&config.state_dir, AuditOptions::default())?);
         let engine = Arc::new(QueryEngine::new(engine)?);
+        let airlock = Arc::new(
+            Airlock::open(AirlockConfig::new(&config.state_dir))
+                .map_err(|e| ServeError::Airlock(e.to_string()))?,
+        );
         let oidc = match &config.oidc {
             None => None,
             Some(o) => {
@@ -86,7 +91,7 @@ impl Server {
                 )
             }
         };
-        let app = Arc::new(App::new(config, store, audit, authz, engine, oidc));
+        let app = Arc::new(App::new(config, store, audit, authz, engine, airlock, oidc));
         let ready = Ready {
             addr,
             origin: app.origin.clone(),
@@ -168,12 +173,7 @@ pub async fn shutdown_signal() {
 /// Starts with the running binary as the query worker and serves until a signal.
 pub async fn serve(config: ServerConfig, on_ready: impl FnOnce(&Ready)) -> Result<(), ServeError> {
     let mut engine = EngineConfig::from_current_exe()?;
-    let q = &config.query;
-    engine.limits.timeout_ms = q.timeout_seconds.saturating_mul(1000);
-    engine.limits.max_rows = q.max_rows;
-    engine.limits.max_bytes = q.max_bytes;
-    engine.limits.memory_limit_mib = q.memory_limit_mib;
-    engine.limits.threads = q.threads;
+    engine.limits = config.query.limits();
     let server = Server::start(config, engine).await?;
     on_ready(server.ready());
     server.run(shutdown_signal()).await

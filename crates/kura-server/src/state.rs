@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use kura_airlock::Airlock;
 use kura_audit::AuditLog;
 use kura_authz::Authorizer;
 use kura_identity::oidc::OidcClient;
@@ -24,6 +25,7 @@ pub struct App {
     pub audit: Arc<AuditLog>,
     pub authz: Authorizer,
     pub engine: Arc<QueryEngine>,
+    pub airlock: Arc<Airlock>,
     pub oidc: Option<OidcClient>,
     pub snapshots: Snapshots,
     pub limiter: SigninLimiter,
@@ -46,6 +48,7 @@ impl App {
         audit: Arc<AuditLog>,
         authz: Authorizer,
         engine: Arc<QueryEngine>,
+        airlock: Arc<Airlock>,
         oidc: Option<OidcClient>,
     ) -> App {
         let origin = config.origin();
@@ -61,6 +64,7 @@ impl App {
             audit,
             authz,
             engine,
+            airlock,
             oidc,
             snapshots,
             limiter,

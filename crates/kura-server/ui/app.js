@@ -1,4 +1,5 @@
-// Kura workspace UI: sign-in, projects, the query workspace and the stewards' panel.
+// Kura workspace UI: sign-in, projects, the query workspace, the airlock (an author's outputs and
+// the output checkers' reviews) and the stewards' panel.
 // Runs under a strict CSP: no inline code or styles; untrusted text only ever goes through
 // textContent (never innerHTML). Uses docs/api.md and nothing else.
 'use strict';
@@ -94,6 +95,14 @@
     return s;
   }
 
+  // The label of a value the API returns; the value itself when the dictionary has none (a newer
+  // server may send states this UI does not know yet).
+  function tv(prefix, value) {
+    const key = prefix + value;
+    const s = t(key);
+    return s === key ? String(value) : s;
+  }
+
   const locale = () => (lang === 'ja' ? 'ja-JP' : 'en-GB');
 
   function fmtTime(iso) {
@@ -110,6 +119,8 @@
   }
 
   const fmtNum = (n) => (typeof n === 'number' ? n.toLocaleString(locale()) : '—');
+  // Cell values of a report: whole numbers grouped, others exactly as sent.
+  const fmtVal = (v) => (typeof v === 'number' && Number.isInteger(v) ? fmtNum(v) : v === null || v === undefined ? '—' : String(v));
   const roleName = (r) => t('role.' + r);
 
   function applyStaticText() {
@@ -132,6 +143,9 @@
     renderAccounts();
     renderMembers();
     renderWorkspace();
+    renderOutputDetail(false);
+    renderReviews();
+    renderReviewDetail();
   }
 
   // ===================================================================== api client
@@ -190,15 +204,25 @@
     lastCompleted: null, // {id, sql}: what "stage" submits
     running: null, // {id, pid} while a query runs
     signinMessage: null,
+    output: null, // {pid, oid, review, report, reportError}: the output open in the workspace
+    reviews: [], // GET /api/v1/reviews
+    review: null, // {pid, oid, review, report, reportError}: the review open in the checkers' view
   };
 
   const roles = () => (state.session && state.session.user && state.session.user.roles) || [];
   const isSteward = () => roles().includes('steward');
   const isAdmin = () => isSteward() || roles().includes('supervisor');
+  const isChecker = () => roles().includes('checker');
+  const isReviewer = () => isChecker() || roles().includes('supervisor');
+  const myId = () => (state.session && state.session.user && state.session.user.id) || null;
 
   function showView(name) {
     $('#loading').hidden = true;
-    for (const v of ['signin', 'projects', 'workspace']) $('#view-' + v).hidden = v !== name;
+    for (const v of ['signin', 'projects', 'workspace', 'reviews']) $('#view-' + v).hidden = v !== name;
+    for (const [nav, view] of [['#nav-projects', 'projects'], ['#nav-reviews', 'reviews']]) {
+      if (view === name) $(nav).setAttribute('aria-current', 'page');
+      else $(nav).removeAttribute('aria-current');
+    }
   }
 
   function route() {
@@ -211,6 +235,17 @@
     const m = /^#\/projects\/([a-z0-9][a-z0-9-]{0,63})$/.exec(hash);
     if (m) {
       openWorkspace(m[1]);
+      return;
+    }
+    const r = /^#\/reviews(?:\/([a-z0-9][a-z0-9-]{0,63})\/([a-z0-9][a-z0-9-]{0,63}))?$/.exec(hash);
+    if (r) {
+      openReviews(r[1] ? { pid: r[1], oid: r[2] } : null);
+      return;
+    }
+    // Output checkers who do nothing else start at their queue.
+    if (hash !== '#/projects' && isChecker() && !isAdmin() && !roles().includes('researcher')) {
+      history.replaceState(null, '', '#/reviews');
+      openReviews(null);
       return;
     }
     if (hash !== '#/projects') history.replaceState(null, '', '#/projects');
@@ -299,7 +334,11 @@
     state.projects = [];
     state.accounts = [];
     state.members = [];
+    state.reviews = [];
+    state.review = null;
     resetWorkspace();
+    renderReviews();
+    renderReviewDetail();
     $('#new-account').hidden = true;
     $('#new-account-password').textContent = '';
     if (was) signinMessage(expired ? t('signin.expired') : t('signin.signedOut'));
@@ -321,6 +360,7 @@
     const s = state.session;
     const user = $('#current-user');
     for (const id of ['#current-user', '#signout', '#nav-projects']) $(id).hidden = !s;
+    $('#nav-reviews').hidden = !s || !isReviewer();
     user.replaceChildren();
     if (!s) return;
     user.dataset.userId = s.user.id;
@@ -373,6 +413,7 @@
     state.result = null;
     state.lastCompleted = null;
     state.running = null;
+    state.output = null;
     $('#sql-editor').value = '';
     $('#stage-title').value = '';
     $('#stage-description').value = '';
@@ -380,6 +421,7 @@
     showError('#query-error', null);
     setRunning(false);
     renderWorkspace();
+    renderOutputDetail(true);
   }
 
   async function openWorkspace(pid) {
@@ -493,8 +535,11 @@
     $('#result').setAttribute('aria-busy', on ? 'true' : 'false');
     if (on) {
       $('#result-table').replaceChildren();
-      $('#result-meta').replaceChildren(el('span', { class: 'running', text: t('query.running') }));
+      const meta = $('#result-meta');
+      for (const k of ['queryId', 'rowCount', 'rowsShown', 'truncated', 'durationMs', 'resultSha256']) delete meta.dataset[k];
+      meta.replaceChildren(el('span', { class: 'running', text: t('query.running') }));
     }
+    updateStage(); // nothing is staged while a query runs
   }
 
   async function runQuery() {
@@ -639,16 +684,26 @@
 
   // ---- staged outputs
 
+  // Each item opens the output panel; the inner button makes that reachable by keyboard.
   function renderOutputs() {
     const list = $('#outputs');
-    list.replaceChildren(...state.outputs.map((o) => el('li',
-      { class: 'output-item', 'data-output-id': o.id, 'data-query-id': o.query_id, 'data-status': o.status },
-      el('span', { class: 'output-title', text: o.title }),
-      el('span', { class: 'output-line' },
-        el('span', { class: 'status-badge status-' + o.status, text: t('outputStatus.' + o.status) }),
-        el('span', { class: 'output-rows', text: t('history.rows', { n: fmtNum(o.row_count) }) }),
-        el('span', { class: 'output-created', text: fmtTime(o.created_at) })),
-      o.description ? el('span', { class: 'output-description', text: o.description }) : null)));
+    const cur = state.output;
+    const open = cur && cur.oid;
+    list.replaceChildren(...state.outputs.map((o) => {
+      // The open output's review is the freshest word on its state.
+      const st = o.id === open && cur.review ? cur.review.state : o.status;
+      return el('li', {
+        class: 'output-item' + (o.id === open ? ' selected' : ''), 'data-output-id': o.id, 'data-query-id': o.query_id,
+        'data-status': st, onclick: () => openOutput(o.id),
+      },
+      el('button', { type: 'button', class: 'output-open', 'aria-current': o.id === open ? 'true' : null, title: t('outputs.open') },
+        el('span', { class: 'output-title', text: o.title }),
+        el('span', { class: 'output-line' },
+          el('span', { class: 'status-badge status-' + st, text: tv('outputStatus.', st) }),
+          el('span', { class: 'output-rows', text: t('history.rows', { n: fmtNum(o.row_count) }) }),
+          el('span', { class: 'output-created', text: fmtTime(o.created_at) })),
+        o.description ? el('span', { class: 'output-description', text: o.description }) : null));
+    }));
     if (!state.outputs.length && state.project) list.append(el('li', { class: 'muted', text: t('outputs.empty') }));
   }
 
@@ -672,8 +727,9 @@
     const pid = state.project.id;
     const button = $('#stage-output');
     button.disabled = true;
+    let staged = null;
     try {
-      await api('POST', projectPath(pid, '/outputs'), {
+      staged = await api('POST', projectPath(pid, '/outputs'), {
         query_id: lc.id,
         title,
         description: $('#stage-description').value,
@@ -687,6 +743,690 @@
       updateStage();
     }
     await Promise.all([refreshHistory(), refreshOutputs()]);
+    // The next step is the author's: describe the output and submit it.
+    if (staged && staged.id && state.project && state.project.id === pid) await openOutput(staged.id);
+  }
+
+  // ===================================================================== airlock: shared rendering
+
+  const outputPath = (pid, oid, rest) => projectPath(pid, `/outputs/${enc(oid)}${rest || ''}`);
+  const REPORT_MAX_ROWS = 1000; // rows drawn in the report's table; every failing cell is listed anyway
+  const REPORT_MAX_FAILURES = 500;
+
+  // A consequential action on a static button needs a second click; blur disarms it.
+  function armConfirm(button, labelKey, action) {
+    button.addEventListener('click', () => {
+      if (button.dataset.confirm === '1') {
+        delete button.dataset.confirm;
+        button.textContent = t(labelKey);
+        action();
+        return;
+      }
+      button.dataset.confirm = '1';
+      button.textContent = t('airlock.confirm');
+    });
+    button.addEventListener('blur', () => {
+      delete button.dataset.confirm;
+      button.textContent = t(labelKey);
+    });
+  }
+
+  function badge(st) {
+    return el('span', { class: 'status-badge status-' + st, text: tv('outputStatus.', st) });
+  }
+
+  function setBadge(target, st) {
+    const b = $(target);
+    b.className = 'status-badge' + (st ? ' status-' + st : '');
+    b.textContent = st ? tv('outputStatus.', st) : '';
+    if (st) b.dataset.state = st;
+    else delete b.dataset.state;
+  }
+
+  function metaList(box, items) {
+    box.replaceChildren();
+    for (const [label, value, cls] of items) {
+      if (value === null || value === undefined || value === '') continue;
+      box.append(el('dt', { text: label }), el('dd', { class: cls || null }, value));
+    }
+  }
+
+  const hashCode = (h) => el('code', { class: 'hash', title: h || '' }, h || '—');
+
+  // Why the report could not be shown: the author, checkers and supervisors may read it.
+  function reportError(e) {
+    return e.status === 403 || e.status === 404 ? t('report.notVisible') : e.message;
+  }
+
+  // The automatic disclosure check (kura-airlock's CheckerReport): summary, whole-output
+  // refusals, the table with failing cells highlighted, every failure with its rule and reason,
+  // and overlaps with the project's earlier releases.
+  function renderReport(box, rep, error) {
+    box.replaceChildren();
+    delete box.dataset.passed;
+    if (error) {
+      box.append(el('p', { class: 'report-error error-text', text: error }));
+      return;
+    }
+    if (!rep) {
+      box.append(el('p', { class: 'muted', text: t('report.loading') }));
+      return;
+    }
+    const sdc = rep.sdc || {};
+    const cells = Array.isArray(sdc.cells) ? sdc.cells : [];
+    const refusals = Array.isArray(sdc.refusals) ? sdc.refusals : [];
+    const failing = cells.filter((c) => (c.failures || []).length);
+    const passed = rep.passed === true;
+    box.dataset.passed = passed ? 'true' : 'false';
+    box.dataset.failingCells = String(failing.length);
+    let summary;
+    if (refusals.length) summary = t('report.refused');
+    else if (passed) summary = t('report.passed', { n: fmtNum(cells.length) });
+    else summary = t('report.failing', { n: fmtNum(failing.length), total: fmtNum(cells.length) });
+    box.append(el('p', { class: 'report-summary ' + (passed ? 'report-pass' : 'report-fail') }, summary));
+    box.append(el('p', { class: 'report-pack muted small' },
+      t('report.pack', { pack: sdc.pack || '—', version: sdc.pack_version || '—', marker: sdc.marker || '—' })));
+    if (rep.matches_submitted === false) box.append(el('p', { class: 'report-changed notice', text: t('report.changed') }));
+    if (refusals.length) {
+      box.append(el('ul', { class: 'report-refusals plain-list' }, ...refusals.map((f) =>
+        el('li', { class: 'report-refusal', 'data-rule': f.rule }, ruleTag(f.rule), ' ', el('span', { text: f.reason })))));
+    }
+    const table = reportTable(sdc, cells);
+    if (table) {
+      box.append(el('div', { class: 'table-wrap report-wrap' }, table));
+      if (table.dataset.omitted) box.append(el('p', { class: 'help', text: t('report.rowsOmitted', { n: fmtNum(Number(table.dataset.shown)) }) }));
+      if (failing.length || cells.some((c) => c.action === 'suppress' || (c.action === 'round' && c.to !== c.value))) box.append(el('p', { class: 'help report-legend' },
+        el('span', { class: 'legend-swatch cell-fail' }), ' ', t('report.legendFail'), ' ',
+        el('span', { class: 'legend-swatch cell-changed' }), ' ', t('report.legendChanged')));
+    } else if (!refusals.length) {
+      box.append(el('p', { class: 'muted', text: t('report.noCells') }));
+    }
+    if (failing.length) {
+      box.append(el('h4', { text: t('report.failures') }));
+      box.append(el('ul', { class: 'report-failures plain-list' }, ...failing.slice(0, REPORT_MAX_FAILURES).map((c) =>
+        el('li', { class: 'report-failure', 'data-row': c.row, 'data-measure': c.measure },
+          el('span', { class: 'failure-cell' },
+            typeof c.line === 'number' ? t('report.line', { n: c.line }) + ' ' : '',
+            el('span', { class: 'mono', text: c.label || t('report.total') }), ' · ',
+            el('span', { class: 'mono', text: c.measure_name }), ' = ', fmtVal(c.value), ' → ', actionText(c, sdc.marker)),
+          el('ul', { class: 'plain-list failure-reasons' }, ...(c.failures || []).map((f) =>
+            el('li', { 'data-rule': f.rule }, ruleTag(f.rule), ' ', el('span', { text: f.reason }))))))));
+      if (failing.length > REPORT_MAX_FAILURES) {
+        box.append(el('p', { class: 'help', text: t('report.failuresOmitted', { n: fmtNum(failing.length - REPORT_MAX_FAILURES) }) }));
+      }
+    }
+    renderOverlaps(box, rep);
+  }
+
+  function ruleTag(rule) {
+    return el('span', { class: 'rule-tag', 'data-rule': rule, title: rule }, tv('rule.', rule));
+  }
+
+  // What the protected table does with the cell.
+  function actionText(c, marker) {
+    if (c.action === 'suppress') return t('action.suppress', { marker: marker || '' });
+    if (c.action === 'round') return t('action.round', { to: fmtVal(c.to) });
+    return tv('action.', c.action || 'publish');
+  }
+
+  // Rows of the output, one column per measure. Dimension values come from the suggested
+  // protected table when it lines up with the cells; otherwise each row is named by its label.
+  function reportTable(sdc, cells) {
+    if (!cells.length) return null;
+    const byKey = new Map();
+    const names = [];
+    let nm = 0;
+    for (const c of cells) {
+      byKey.set(c.row + ':' + c.measure, c);
+      names[c.measure] = c.measure_name;
+      nm = Math.max(nm, c.measure + 1);
+    }
+    const rows = [...new Set(cells.map((c) => c.row))].sort((a, b) => a - b);
+    const prot = sdc.protected;
+    const ndims = prot && Array.isArray(prot.header) ? prot.header.length - nm : -1;
+    const useDims = ndims >= 0 && Array.isArray(prot.rows) &&
+      rows.every((r) => Array.isArray(prot.rows[r]) && prot.rows[r].length === ndims + nm);
+    const dimHeads = useDims ? prot.header.slice(0, ndims) : [t('report.cell')];
+    const head = el('tr', null,
+      ...dimHeads.map((h) => el('th', { scope: 'col', text: h })),
+      ...Array.from({ length: nm }, (_, m) => el('th', { scope: 'col', class: 'num', text: names[m] || '' })));
+    const body = document.createElement('tbody');
+    const shown = rows.slice(0, REPORT_MAX_ROWS);
+    for (const r of shown) {
+      const tr = el('tr', { 'data-row': r });
+      const dims = useDims ? prot.rows[r].slice(0, ndims) : [(cells.find((c) => c.row === r) || {}).label || ''];
+      for (const d of dims) tr.append(el('td', { class: 'dim', text: d }));
+      for (let m = 0; m < nm; m++) {
+        const c = byKey.get(r + ':' + m);
+        if (!c) {
+          tr.append(el('td', { class: 'num' }));
+          continue;
+        }
+        const fails = c.failures || [];
+        const rounded = c.action === 'round' && c.to !== c.value;
+        const td = el('td', {
+          class: 'num report-cell' + (fails.length ? ' cell-fail' : '') + (c.action === 'suppress' || rounded ? ' cell-changed' : ''),
+          'data-row': r, 'data-measure': m, 'data-action': c.action || 'publish',
+          'data-rules': fails.length ? fails.map((f) => f.rule).join(' ') : null,
+          title: fails.length ? fails.map((f) => `[${f.rule}] ${f.reason}`).join('\n') : null,
+        }, el('span', { class: 'cell-value', text: fmtVal(c.value) }));
+        if (c.action === 'suppress') td.append(el('span', { class: 'cell-action', text: ' → ' + (sdc.marker || '') }));
+        if (rounded) td.append(el('span', { class: 'cell-action', text: ' → ' + fmtVal(c.to) }));
+        if (fails.length) td.append(el('span', { class: 'cell-rules', text: fails.map((f) => tv('rule.', f.rule)).join('・') }));
+        tr.append(td);
+      }
+      body.append(tr);
+    }
+    const table = el('table', { class: 'result-table report-table' },
+      el('caption', { class: 'visually-hidden', text: t('report.caption') }), el('thead', null, head), body);
+    if (rows.length > shown.length) {
+      table.dataset.omitted = String(rows.length - shown.length);
+      table.dataset.shown = String(shown.length);
+    }
+    return table;
+  }
+
+  function renderOverlaps(box, rep) {
+    const overlaps = Array.isArray(rep.overlaps) ? rep.overlaps : [];
+    const omitted = typeof rep.overlaps_omitted === 'number' ? rep.overlaps_omitted : 0;
+    const section = el('section', { class: 'report-overlaps', 'data-count': overlaps.length + omitted },
+      el('h4', { text: t('overlaps.heading') }));
+    box.append(section);
+    if (!overlaps.length) {
+      section.append(el('p', { class: 'muted small', text: t('overlaps.none') }));
+      return;
+    }
+    section.append(el('p', { class: 'help', text: t('overlaps.help') }));
+    const head = el('tr', null, ...[t('overlaps.cell'), t('overlaps.measure'), t('overlaps.value'), t('overlaps.relation'),
+      t('overlaps.releasedValue'), t('overlaps.difference'), t('overlaps.release'), t('overlaps.snapshot')]
+      .map((text) => el('th', { scope: 'col', text })));
+    const body = el('tbody', null, ...overlaps.map((o) => el('tr', {
+      class: 'overlap-item' + (o.same_snapshot && o.difference > 0 && o.difference < 10 ? ' overlap-risk' : ''),
+      'data-relation': o.relation, 'data-release': o.release,
+    },
+    el('td', { class: 'mono', text: o.label || t('report.total') }),
+    el('td', { class: 'mono', text: o.measure }),
+    el('td', { class: 'num', text: fmtVal(o.value) }),
+    el('td', { text: tv('relation.', o.relation) }),
+    el('td', { class: 'num', text: fmtVal(o.released_value) }),
+    el('td', { class: 'num', text: fmtVal(o.difference) }),
+    el('td', null, el('span', { class: 'mono', text: o.release }), ' ',
+      el('small', { class: 'muted', text: fmtTime(o.released_at) }),
+      (o.released_definition || []).length ? el('small', { class: 'overlap-definition mono', text: o.released_definition.join(', ') }) : null),
+    el('td', { text: o.same_snapshot ? t('overlaps.sameSnapshot') : t('overlaps.otherSnapshot') }))));
+    section.append(el('div', { class: 'table-wrap report-wrap' }, el('table', { class: 'result-table overlap-table' },
+      el('caption', { class: 'visually-hidden', text: t('overlaps.heading') }), el('thead', null, head), body)));
+    if (omitted) section.append(el('p', { class: 'help', text: t('overlaps.omitted', { n: fmtNum(omitted) }) }));
+  }
+
+  // The context as given (read-only).
+  function renderContext(box, ctx) {
+    box.replaceChildren();
+    if (!ctx) {
+      box.append(el('p', { class: 'muted', text: t('ctx.none') }));
+      return;
+    }
+    const dl = el('dl', { class: 'context-list' });
+    const item = (key, value, cls) => dl.append(el('dt', { text: t(key) }),
+      el('dd', { class: 'context-text ' + cls }, value && String(value).trim() ? value : el('span', { class: 'muted', text: '—' })));
+    item('ctx.description', ctx.description, 'ctx-description-text');
+    item('ctx.denominators', ctx.denominators, 'ctx-denominators-text');
+    item('ctx.method', ctx.method, 'ctx-method-text');
+    const filters = Array.isArray(ctx.population_filters) ? ctx.population_filters : [];
+    item('ctx.filters', filters.length ? el('ul', { class: 'plain-list mono' }, ...filters.map((f) => el('li', { text: f }))) : '', 'ctx-filters-text');
+    box.append(dl);
+  }
+
+  // The context the checkers see: the latest round's (what was submitted), else the draft's.
+  function reviewContext(review) {
+    const rounds = (review && review.rounds) || [];
+    return rounds.length ? rounds[rounds.length - 1].context : (review && review.context) || null;
+  }
+
+  function roundStatusText(review) {
+    const o = review && review.open_round;
+    if (!o) return '';
+    const parts = [t('round.open', { n: o.number, cast: o.votes_cast }), tv('awaiting.', o.awaiting)];
+    if (o.viewer_voted) parts.push(t('round.youVoted'));
+    return parts.join(' · ');
+  }
+
+  // Rounds, newest first, each with the votes the caller may see: every vote of a closed round,
+  // of the open round only the caller's own (the server already applies this).
+  function renderRounds(box, review) {
+    box.replaceChildren();
+    const rounds = ((review && review.rounds) || []).slice().reverse();
+    const votes = (review && review.votes) || [];
+    const open = review && review.open_round ? review.open_round.number : null;
+    if (!rounds.length) {
+      box.append(el('p', { class: 'muted', text: t('rounds.none') }));
+      return;
+    }
+    for (const r of rounds) {
+      const check = r.check || {};
+      const mine = votes.filter((v) => v.round === r.number);
+      const isOpen = r.number === open;
+      const li = el('section', { class: 'round-item', 'data-round': r.number, 'data-outcome': r.outcome || (isOpen ? 'open' : '') },
+        el('h4', { class: 'round-head' },
+          t('rounds.round', { n: r.number }), ' ',
+          r.outcome ? el('span', { class: 'status-badge status-' + r.outcome, text: tv('outcome.', r.outcome) })
+            : el('span', { class: 'status-badge status-submitted', text: t('rounds.open') })),
+        el('p', { class: 'muted small' },
+          t('rounds.submitted', { at: fmtTime(r.submitted_at) }),
+          r.closed_at ? ' · ' + t('rounds.closed', { at: fmtTime(r.closed_at) }) : '',
+          typeof check.cells === 'number' ? ' · ' + t('rounds.check', { failing: fmtNum(check.failing_cells), cells: fmtNum(check.cells), pack: check.rule_pack || '—' }) : ''));
+      if (mine.length) {
+        li.append(el('ul', { class: 'plain-list votes' }, ...mine.map((v) => el('li', {
+          class: 'vote-item', 'data-round': v.round, 'data-checker': v.checker, 'data-decision': v.decision,
+        },
+        el('span', { class: 'vote-line' },
+          el('span', { class: 'decision-badge decision-' + v.decision, text: tv('decision.', v.decision) }),
+          el('span', { class: 'vote-checker', text: v.checker === myId() ? t('vote.you', { id: v.checker }) : v.checker }),
+          el('span', { class: 'muted small', text: fmtTime(v.at) })),
+        v.comment ? el('span', { class: 'vote-comment', text: v.comment }) : null))));
+      }
+      if (isOpen) li.append(el('p', { class: 'help', text: t('rounds.blind') }));
+      else if (!mine.length) li.append(el('p', { class: 'muted small', text: t('rounds.noVotes') }));
+      box.append(li);
+    }
+  }
+
+  // Who did what, when (vote entries carry no decision: that stays blind until the round closes).
+  function renderReviewHistory(box, review) {
+    box.replaceChildren(...((review && review.history) || []).slice().reverse().map((h) => el('li', {
+      class: 'review-event', 'data-action': h.action, 'data-actor': h.actor, 'data-state': h.state,
+    },
+    el('span', { class: 'muted small event-time', text: fmtTime(h.at) }),
+    el('span', { class: 'event-actor', text: h.actor === myId() ? t('vote.you', { id: h.actor }) : h.actor }),
+    el('span', { class: 'event-action', text: tv('event.', h.action) }),
+    h.note ? el('span', { class: 'event-note muted small', text: h.note }) : null,
+    h.state ? badge(h.state) : null)));
+  }
+
+  // ===================================================================== airlock: the author's output panel
+
+  async function openOutput(oid) {
+    if (!state.project) return;
+    const pid = state.project.id;
+    if (!state.output || state.output.oid !== oid || state.output.pid !== pid) {
+      state.output = { pid, oid, review: null, report: null, reportError: null };
+      showError('#output-error', null);
+      setStatus('#output-status', '');
+      setStatus('#ctx-status', '');
+    }
+    renderOutputDetail(true);
+    $('#output-detail').scrollIntoView({ block: 'start', behavior: 'smooth' });
+    $('#output-detail').focus({ preventScroll: true });
+    await loadOutput(true);
+  }
+
+  function closeOutput() {
+    state.output = null;
+    renderOutputs();
+    renderOutputDetail(true);
+  }
+
+  // GETs the review and the report of the open output; drops answers for an output no longer open.
+  async function loadOutput(fillForm) {
+    const cur = state.output;
+    if (!cur) return;
+    const reviewP = api('GET', outputPath(cur.pid, cur.oid)).then((r) => {
+      if (state.output !== cur) return;
+      cur.review = r;
+      renderOutputDetail(fillForm);
+    }, (e) => {
+      if (e.status !== 401 && state.output === cur) showError('#output-error', e.message, e.code);
+    });
+    await Promise.all([reviewP, loadOutputReport(cur)]);
+  }
+
+  async function loadOutputReport(cur) {
+    try {
+      const rep = await api('GET', outputPath(cur.pid, cur.oid, '/report'));
+      if (state.output !== cur) return;
+      cur.report = rep;
+      cur.reportError = null;
+    } catch (e) {
+      if (e.status === 401 || state.output !== cur) return;
+      cur.report = null;
+      cur.reportError = reportError(e);
+    }
+    renderReport($('#output-report'), cur.report, cur.reportError);
+  }
+
+  const EDITABLE = ['draft', 'changes_requested'];
+  const WITHDRAWABLE = ['draft', 'submitted', 'changes_requested', 'approved'];
+
+  function renderOutputDetail(fillForm) {
+    const box = $('#output-detail');
+    const cur = state.output;
+    box.hidden = !cur;
+    if (!cur) {
+      delete box.dataset.outputId;
+      delete box.dataset.state;
+      return;
+    }
+    const review = cur.review;
+    const listed = state.outputs.find((o) => o.id === cur.oid) || {};
+    const out = (review && review.output) || {};
+    const st = review ? review.state : listed.status;
+    const author = out.author || listed.author;
+    const mine = !!author && author === myId();
+    box.dataset.outputId = cur.oid;
+    box.dataset.projectId = cur.pid;
+    if (st) box.dataset.state = st;
+    $('#output-detail-title').textContent = out.title || listed.title || cur.oid;
+    setBadge('#output-state', st);
+    $('#output-meta').textContent = [
+      t('airlock.metaId', { id: cur.oid }),
+      author ? t('airlock.metaAuthor', { author }) : null,
+      out.staged_at || listed.created_at ? t('airlock.metaStaged', { at: fmtTime(out.staged_at || listed.created_at) }) : null,
+      typeof listed.row_count === 'number' ? t('history.rows', { n: fmtNum(listed.row_count) }) : null,
+    ].filter(Boolean).join(' · ');
+    const known = ['draft', 'submitted', 'changes_requested', 'approved', 'released', 'rejected', 'withdrawn'];
+    let guide = '';
+    if (st && mine) guide = t('guide.author.' + (known.includes(st) ? st : 'other'));
+    else if (st) guide = t('guide.member');
+    $('#output-guide').textContent = guide;
+    $('#output-guide').hidden = !guide;
+    const roundText = roundStatusText(review);
+    $('#output-round').textContent = roundText;
+    $('#output-round').hidden = !roundText;
+    $('#output-sql').textContent = out.sql || '';
+
+    // The context form: editable by the author before submission or after changes were requested.
+    const editable = !!review && mine && EDITABLE.includes(st);
+    if (fillForm || !editable) fillContextForm(review ? review.context || reviewContext(review) : null);
+    for (const id of ['#ctx-description', '#ctx-denominators', '#ctx-method', '#ctx-filters']) $(id).readOnly = !editable;
+    $('#ctx-form').classList.toggle('readonly', !editable);
+    $('#ctx-save').hidden = !editable;
+    $('#ctx-help').hidden = !editable;
+    $('#output-submit').hidden = !editable;
+    $('#output-withdraw').hidden = !(review && mine && WITHDRAWABLE.includes(st));
+
+    // The release: members download the protected CSV.
+    const released = st === 'released';
+    $('#output-release').hidden = !released;
+    const member = !!(state.project && state.project.my_role);
+    const link = $('#output-download');
+    link.hidden = !released || !member;
+    $('#output-download-note').hidden = !released || member;
+    if (released) link.href = outputPath(cur.pid, cur.oid, '/download');
+    else link.removeAttribute('href');
+    const rel = review && review.release;
+    metaList($('#output-release-info'), rel ? [
+      [t('release.at'), fmtTime(rel.released_at)],
+      [t('release.file'), rel.file_name, 'mono'],
+      [t('release.fileSha'), hashCode(rel.file_sha256)],
+      [t('release.manifestSha'), hashCode(rel.manifest_sha256)],
+    ] : []);
+    if (rel && rel.file_name) link.setAttribute('download', rel.file_name);
+
+    renderOutputs();
+    renderReport($('#output-report'), cur.report, cur.reportError);
+    renderRounds($('#output-votes'), review);
+    renderReviewHistory($('#output-history'), review);
+  }
+
+  function fillContextForm(ctx) {
+    const c = ctx || {};
+    $('#ctx-description').value = c.description || '';
+    $('#ctx-denominators').value = c.denominators || '';
+    $('#ctx-method').value = c.method || '';
+    $('#ctx-filters').value = (c.population_filters || []).join('\n');
+  }
+
+  function contextFromForm() {
+    return {
+      description: $('#ctx-description').value,
+      denominators: $('#ctx-denominators').value,
+      method: $('#ctx-method').value,
+      population_filters: $('#ctx-filters').value.split('\n').map((f) => f.trim()).filter(Boolean),
+    };
+  }
+
+  function contextDiffers(a, b) {
+    const x = a || {};
+    return ['description', 'denominators', 'method'].some((k) => (x[k] || '') !== (b[k] || '')) ||
+      (x.population_filters || []).join('\n') !== b.population_filters.join('\n');
+  }
+
+  function setOutputBusy(on) {
+    for (const id of ['#ctx-save', '#output-submit', '#output-withdraw']) $(id).disabled = on;
+  }
+
+  // PUT .../context; true when saved.
+  async function putContext(cur) {
+    const review = await api('PUT', outputPath(cur.pid, cur.oid, '/context'), contextFromForm());
+    if (state.output === cur && review) cur.review = review;
+    return review;
+  }
+
+  async function saveContext() {
+    const cur = state.output;
+    if (!cur) return;
+    showError('#output-error', null);
+    setOutputBusy(true);
+    try {
+      await putContext(cur);
+      if (state.output !== cur) return;
+      setStatus('#ctx-status', t('ctx.saved'));
+      renderOutputDetail(true);
+      await loadOutputReport(cur); // the population filters feed the differencing check
+    } catch (e) {
+      if (e.status !== 401 && state.output === cur) showError('#output-error', e.message, e.code);
+    } finally {
+      setOutputBusy(false);
+    }
+  }
+
+  // Saves an edited context first, so what is submitted is what the author sees.
+  async function submitOutput() {
+    const cur = state.output;
+    if (!cur || !cur.review) return;
+    showError('#output-error', null);
+    setStatus('#ctx-status', '');
+    setOutputBusy(true);
+    try {
+      if (contextDiffers(cur.review.context, contextFromForm())) await putContext(cur);
+      const review = await api('POST', outputPath(cur.pid, cur.oid, '/submit'));
+      if (state.output !== cur) return;
+      if (review) cur.review = review;
+      setStatus('#output-status', t('airlock.submitted'));
+      renderOutputDetail(true);
+    } catch (e) {
+      if (e.status !== 401 && state.output === cur) {
+        showError('#output-error', e.code === 'kura.airlock.refused' ? `${t('airlock.refused')}\n${e.message}` : e.message, e.code);
+      }
+    } finally {
+      setOutputBusy(false);
+    }
+    if (state.output === cur) await Promise.all([refreshOutputs(), loadOutputReport(cur)]);
+  }
+
+  async function withdrawOutput() {
+    const cur = state.output;
+    if (!cur) return;
+    showError('#output-error', null);
+    setOutputBusy(true);
+    try {
+      const review = await api('POST', outputPath(cur.pid, cur.oid, '/withdraw'));
+      if (state.output !== cur) return;
+      if (review) cur.review = review;
+      setStatus('#output-status', t('airlock.withdrawn'));
+      renderOutputDetail(true);
+    } catch (e) {
+      if (e.status !== 401 && state.output === cur) showError('#output-error', e.message, e.code);
+    } finally {
+      setOutputBusy(false);
+    }
+    await refreshOutputs();
+  }
+
+  // ===================================================================== airlock: the checkers' view
+
+  async function openReviews(target) {
+    showView('reviews');
+    showError('#reviews-error', null);
+    const list = refreshReviews();
+    if (!target) {
+      state.review = null;
+      renderReviewDetail();
+      await list;
+      return;
+    }
+    if (!state.review || state.review.pid !== target.pid || state.review.oid !== target.oid) {
+      state.review = { pid: target.pid, oid: target.oid, review: null, report: null, reportError: null };
+      showError('#review-error', null);
+      setStatus('#review-status', '');
+      $('#vote-comment').value = '';
+      $('#vote-decision').value = 'approve';
+    }
+    renderReviewDetail();
+    await Promise.all([list, loadReview()]);
+  }
+
+  async function refreshReviews() {
+    try {
+      const data = await api('GET', '/api/v1/reviews');
+      state.reviews = (data && data.reviews) || [];
+      showError('#reviews-error', null);
+    } catch (e) {
+      if (e.status === 401) return;
+      state.reviews = [];
+      showError('#reviews-error', e.message, e.code);
+    }
+    renderReviews();
+  }
+
+  function renderReviews() {
+    const open = state.review;
+    $('#reviews-empty').hidden = state.reviews.length > 0 || !state.session;
+    $('#reviews').replaceChildren(...state.reviews.map((r) => {
+      const o = r.output || {};
+      const selected = !!open && open.oid === o.id && open.pid === o.project;
+      const round = r.open_round;
+      return el('li', null, el('a', {
+        class: 'review-item' + (selected ? ' selected' : ''), href: `#/reviews/${enc(o.project)}/${enc(o.id)}`,
+        'data-output-id': o.id, 'data-project-id': o.project, 'data-state': r.state,
+        'data-awaiting': round ? round.awaiting : null, 'aria-current': selected ? 'true' : null,
+      },
+      el('span', { class: 'review-title', text: o.title || o.id }),
+      el('span', { class: 'review-line' }, badge(r.state),
+        round ? el('span', { class: 'review-awaiting', text: tv('awaiting.', round.awaiting) }) : null,
+        round && round.viewer_voted ? el('span', { class: 'badge voted-badge', text: t('reviews.voted') }) : null),
+      el('span', { class: 'review-sub muted small', text: t('reviews.item', { project: o.project, author: o.author, at: fmtTime(o.staged_at) }) })));
+    }));
+  }
+
+  async function loadReview() {
+    const cur = state.review;
+    if (!cur) return;
+    const reviewP = api('GET', outputPath(cur.pid, cur.oid)).then((r) => {
+      if (state.review !== cur) return;
+      cur.review = r;
+      renderReviewDetail();
+    }, (e) => {
+      if (e.status !== 401 && state.review === cur) showError('#review-error', e.message, e.code);
+    });
+    const reportP = api('GET', outputPath(cur.pid, cur.oid, '/report')).then((rep) => {
+      if (state.review !== cur) return;
+      cur.report = rep;
+      cur.reportError = null;
+    }, (e) => {
+      if (e.status === 401 || state.review !== cur) return;
+      cur.report = null;
+      cur.reportError = reportError(e);
+    }).then(() => {
+      if (state.review === cur) renderReport($('#review-report'), cur.report, cur.reportError);
+    });
+    await Promise.all([reviewP, reportP]);
+  }
+
+  function renderReviewDetail() {
+    const box = $('#review-detail');
+    const cur = state.review;
+    box.hidden = !cur;
+    renderReviews();
+    if (!cur) {
+      delete box.dataset.outputId;
+      delete box.dataset.projectId;
+      delete box.dataset.state;
+      return;
+    }
+    const review = cur.review;
+    const listed = (state.reviews.find((r) => r.output && r.output.id === cur.oid) || {});
+    const out = (review && review.output) || listed.output || {};
+    const st = review ? review.state : listed.state;
+    box.dataset.outputId = cur.oid;
+    box.dataset.projectId = cur.pid;
+    if (st) box.dataset.state = st;
+    $('#review-title').textContent = out.title || cur.oid;
+    setBadge('#review-state', st);
+    metaList($('#review-meta'), [
+      [t('reviews.project'), el('span', { class: 'mono', text: out.project || cur.pid }), 'review-project'],
+      [t('reviews.author'), out.author ? el('span', { class: 'mono', text: out.author }) : null, 'review-author'],
+      [t('reviews.staged'), out.staged_at ? fmtTime(out.staged_at) : null],
+      [t('reviews.queryId'), out.query_id ? el('code', { text: out.query_id }) : null],
+      [t('reviews.outputSha'), out.sha256 ? hashCode(out.sha256) : null],
+      [t('reviews.snapshot'), out.snapshot_sha256 ? el('code', { id: 'review-snapshot', class: 'hash', text: out.snapshot_sha256 }) : null],
+      [t('release.at'), review && review.release ? fmtTime(review.release.released_at) : null],
+      [t('release.file'), review && review.release ? review.release.file_name : null, 'mono'],
+    ]);
+    $('#review-sql').textContent = out.sql || '';
+    renderContext($('#review-context'), review ? reviewContext(review) : null);
+    renderReport($('#review-report'), cur.report, cur.reportError);
+    const roundText = roundStatusText(review);
+    $('#review-round').textContent = roundText || (st ? t('reviews.notOpen', { state: tv('outputStatus.', st) }) : '');
+    renderRounds($('#review-votes'), review);
+    renderReviewHistory($('#review-history'), review);
+
+    // Only checkers vote, once per round, while it is open. The server decides everything else
+    // (an author who is also a checker is refused there, with the reason shown below).
+    const open = !!review && st === 'submitted' && !!review.open_round;
+    const voted = open && review.open_round.viewer_voted;
+    const own = !!out.author && out.author === myId();
+    let note = '';
+    if (!review) note = '';
+    else if (!isChecker()) note = t('vote.notChecker');
+    else if (!open) note = st === 'released' ? t('vote.released') : t('vote.closed', { state: tv('outputStatus.', st) });
+    else if (voted) note = t('vote.alreadyVoted');
+    else if (own) note = t('vote.ownOutput');
+    $('#vote-note').textContent = note;
+    $('#vote-note').hidden = !note;
+    $('#vote-form').hidden = !review || !isChecker() || !open || voted;
+  }
+
+  async function submitVote() {
+    const cur = state.review;
+    if (!cur) return;
+    const decision = $('#vote-decision').value;
+    const comment = $('#vote-comment').value;
+    showError('#review-error', null);
+    setStatus('#review-status', '');
+    if (decision !== 'approve' && !comment.trim()) {
+      showError('#review-error', t('vote.needComment'));
+      $('#vote-comment').focus();
+      return;
+    }
+    const button = $('#vote-submit');
+    button.disabled = true;
+    try {
+      const review = await api('POST', outputPath(cur.pid, cur.oid, '/votes'), { decision, comment });
+      if (state.review !== cur) return;
+      if (review) cur.review = review;
+      $('#vote-comment').value = '';
+      const st = review && review.state;
+      if (st === 'released') setStatus('#review-status', t('vote.doneReleased'));
+      else if (st === 'submitted') setStatus('#review-status', t('vote.done'));
+      else setStatus('#review-status', t('vote.doneDecided', { state: tv('outputStatus.', st) }));
+      renderReviewDetail();
+    } catch (e) {
+      if (e.status !== 401 && state.review === cur) showError('#review-error', e.message, e.code);
+    } finally {
+      button.disabled = false;
+    }
+    if (state.review === cur) await Promise.all([refreshReviews(), loadReview()]);
   }
 
   // ===================================================================== admin (stewards; supervisors read-only)
@@ -893,6 +1633,14 @@
     $('#admin-add-member').addEventListener('submit', onAddMember);
     $('#admin-create-account').addEventListener('submit', onCreateAccount);
     $('#member-project').addEventListener('change', refreshMembers);
+    $('#output-close').addEventListener('click', closeOutput);
+    $('#output-refresh').addEventListener('click', () => loadOutput(false));
+    $('#ctx-form').addEventListener('submit', (e) => { e.preventDefault(); saveContext(); });
+    $('#output-submit').addEventListener('click', submitOutput);
+    armConfirm($('#output-withdraw'), 'airlock.withdraw', withdrawOutput);
+    $('#reviews-refresh').addEventListener('click', refreshReviews);
+    $('#review-refresh').addEventListener('click', () => loadReview());
+    $('#vote-form').addEventListener('submit', (e) => { e.preventDefault(); submitVote(); });
     window.addEventListener('hashchange', route);
   }
 

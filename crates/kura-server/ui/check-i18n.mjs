@@ -1,5 +1,6 @@
 // Checks the UI's dictionaries: ja and en have the same keys, the same {placeholders}, no empty
-// strings, and every key that app.js or index.html names exists. Exits 1 on any problem.
+// strings, and every key that app.js or index.html names exists (also the keys app.js builds from
+// API values, listed below). Exits 1 on any problem.
 // Usage: node crates/kura-server/ui/check-i18n.mjs
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -49,7 +50,17 @@ for (const key of used) {
 // Keys built at run time from values the API returns (docs/api.md).
 const dynamic = {
   'status.': ['running', 'completed', 'refused', 'failed', 'cancelled'],
-  'outputStatus.': ['staged'],
+  // Review states (kura-airlock State) and 'staged' from before the airlock.
+  'outputStatus.': ['staged', 'draft', 'submitted', 'changes_requested', 'rejected', 'approved', 'released', 'withdrawn'],
+  'guide.author.': ['draft', 'submitted', 'changes_requested', 'approved', 'released', 'rejected', 'withdrawn', 'other'],
+  'decision.': ['approve', 'request_changes', 'reject'],
+  'outcome.': ['approved', 'changes_requested', 'rejected', 'withdrawn'],
+  'awaiting.': ['first_checker', 'second_checker', 'tiebreaker'],
+  'event.': ['opened', 'context_saved', 'submitted', 'voted', 'round_closed', 'withdrawn', 'release_refused', 'released'],
+  'rule.': ['row_level', 'age_bands', 'unclassified', 'threshold', 'institutions', 'municipality', 'dominance',
+    'p_ratio', 'dof', 'differencing', 'secondary'],
+  'action.': ['publish', 'suppress', 'round'],
+  'relation.': ['same', 'inside_released', 'contains_released'],
   'role.': ['researcher', 'observer', 'checker', 'steward', 'supervisor'],
   'source.': ['local', 'oidc'],
   'projects.state.': ['expired', 'upcoming'],
@@ -57,6 +68,10 @@ const dynamic = {
 };
 for (const m of app.matchAll(/(?<![\w$.])t\('([^'\\]+\.)'\s*\+/g)) {
   if (!(m[1] in dynamic) && m[1] !== 'query.error.') problems.push(`app.js builds keys from "${m[1]}" but the check does not know its values`);
+}
+// tv('prefix.', value): a label for an API value (the value itself when the key is missing).
+for (const m of app.matchAll(/(?<![\w$.])tv\('([^'\\]+\.)'\s*,/g)) {
+  if (!(m[1] in dynamic)) problems.push(`app.js labels values with "${m[1]}" but the check does not know them`);
 }
 for (const [prefix, values] of Object.entries(dynamic)) {
   for (const v of values) if (!(prefix + v in dicts.ja)) problems.push(`"${prefix + v}" is needed but not defined`);

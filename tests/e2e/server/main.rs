@@ -4,6 +4,7 @@
 //! sign-in through a real OpenID provider. One binary: it builds the test snapshot once.
 
 mod access;
+mod airlock;
 mod bad_input;
 mod oidc;
 mod sessions;

@@ -72,7 +72,7 @@ fn a_researchers_day_is_capped_audited_and_verifiable() {
         json!({"query_id": qid, "title": "Patients by disease", "description": "counts per disease_no"}),
     );
     assert_eq!(status, 201, "{output}");
-    assert_eq!(output["status"], "staged");
+    assert_eq!(output["status"], "draft");
     assert_eq!(output["row_count"], 20);
     let (_, outputs) = alice.get("/api/v1/projects/p1/outputs");
     assert_eq!(outputs["outputs"][0]["id"], output["id"]);

@@ -61,10 +61,13 @@ pub struct Checkpoint {
     pub text: String,
 }
 
-/// Checks the note's signature by `key` and parses its checkpoint body.
-pub fn open_checkpoint(note: &str, key: &VerifierKey) -> Result<Checkpoint, String> {
+/// Checks a C2SP signed note's signature by `key` and returns its body (the text before the
+/// blank line, final newline included). Signature lines of other keys are ignored; a line of
+/// this key that does not verify, or no line of this key at all, is an error.
+pub fn open_note<'a>(note: &'a str, key: &VerifierKey) -> Result<&'a str, String> {
+    // Signature lines never contain a blank line, so the last one separates body and signatures.
     let split = note
-        .find("\n\n")
+        .rfind("\n\n")
         .ok_or("note has no blank line before its signatures")?;
     let body = &note[..split + 1];
     let sigs = &note[split + 2..];
@@ -86,14 +89,23 @@ pub fn open_checkpoint(note: &str, key: &VerifierKey) -> Result<Checkpoint, Stri
             continue;
         }
         let sig = Signature::from_slice(&blob[4..]).map_err(|e| e.to_string())?;
-        key.key
-            .verify_strict(body.as_bytes(), &sig)
-            .map_err(|_| "checkpoint signature does not verify".to_string())?;
+        key.key.verify_strict(body.as_bytes(), &sig).map_err(|_| {
+            format!(
+                "the signature by {} does not verify: the note was changed",
+                key.name
+            )
+        })?;
         verified = true;
     }
     if !verified {
-        return Err(format!("no signature by {} on the checkpoint", key.name));
+        return Err(format!("no signature by {} on the note", key.name));
     }
+    Ok(body)
+}
+
+/// Checks the note's signature by `key` and parses its checkpoint body.
+pub fn open_checkpoint(note: &str, key: &VerifierKey) -> Result<Checkpoint, String> {
+    let body = open_note(note, key)?;
     let lines: Vec<&str> = body.trim_end_matches('\n').split('\n').collect();
     if lines.len() < 3 {
         return Err("checkpoint body needs origin, size and root lines".into());

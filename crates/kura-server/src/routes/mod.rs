@@ -6,4 +6,5 @@ pub mod auth;
 pub mod outputs;
 pub mod projects;
 pub mod queries;
+pub mod reviews;
 pub mod service;

@@ -1,11 +1,13 @@
 //! Staged outputs: a researcher saves a completed result of their own as the input of the
 //! airlock. The result file is copied whole under `<state>/outputs/`, hashed, audited, then
-//! recorded; nothing here lets it leave Kura.
+//! recorded, and its review opens as a draft; nothing here lets it leave Kura (see
+//! `reviews.rs` for the way out).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use kura_airlock::StagedOutput;
 use kura_audit::{Event, EventKind};
 use kura_authz::{Action, Resource};
 use kura_store::{OutputRecord, QueryStatus};
@@ -122,8 +124,24 @@ pub async fn stage(
         let _ = std::fs::remove_file(&to);
         return Err(e);
     }
+    // The review opens in `draft` with the staged file's hash; the airlock re-checks that
+    // hash whenever it reads the file.
+    let staged = StagedOutput {
+        id: record.id.clone(),
+        project: record.project.clone(),
+        author: record.author.clone(),
+        title: record.title.clone(),
+        sha256: record.sha256.clone(),
+        query_id: query.id.clone(),
+        sql: query.sql.clone(),
+        snapshot_sha256: query.snapshot_sha256.clone(),
+        staged_at: record.created_at,
+    };
+    app.airlock.open_review(staged, caller.id(), caller.now)?;
     app.store.insert_output(&record)?;
-    Ok((StatusCode::CREATED, Json(output_json(&record))).into_response())
+    let mut body = output_json(&record);
+    body["status"] = json!(kura_airlock::State::Draft.as_str());
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 pub async fn list(

@@ -178,21 +178,32 @@ pub struct MemberBody {
     expires: DateTime<Utc>,
 }
 
+/// The project `pid`, when the caller may change it (stewards).
+async fn managed_project(
+    app: &AppState,
+    caller: &Caller,
+    pid: &str,
+) -> Result<(Project, ProjectFacts), ApiError> {
+    let (p, f) = visible_project(app, caller, pid).await?;
+    let object = format!("project:{pid}");
+    authorize(
+        app,
+        caller,
+        Action::ManageProject,
+        &Resource::Project(&f),
+        &object,
+    )
+    .await?;
+    Ok((p, f))
+}
+
 pub async fn set_member(
     State(app): State<AppState>,
     caller: Caller,
     Path((pid, uid)): Path<(String, String)>,
     ApiJson(body): ApiJson<MemberBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let (p, f) = visible_project(&app, &caller, &pid).await?;
-    authorize(
-        &app,
-        &caller,
-        Action::ManageProject,
-        &Resource::Project(&f),
-        &format!("project:{pid}"),
-    )
-    .await?;
+    let (p, _) = managed_project(&app, &caller, &pid).await?;
     let role: ProjectRole = body.role.parse().map_err(|_| ApiError::Unprocessable {
         code: "kura.request.invalid",
         message: format!("role {:?}: use \"researcher\" or \"observer\"", body.role),
@@ -223,15 +234,7 @@ pub async fn remove_member(
     caller: Caller,
     Path((pid, uid)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let (p, f) = visible_project(&app, &caller, &pid).await?;
-    authorize(
-        &app,
-        &caller,
-        Action::ManageProject,
-        &Resource::Project(&f),
-        &format!("project:{pid}"),
-    )
-    .await?;
+    let (p, f) = managed_project(&app, &caller, &pid).await?;
     if !f.members.iter().any(|m| m.user == uid) {
         return Err(ApiError::not_found(format!(
             "member {uid:?} of project {pid:?}"

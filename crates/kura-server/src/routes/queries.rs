@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kura_audit::{Event, EventKind};
 use kura_authz::{Action, Resource};
-use kura_query::{CancelHandle, Limits, ProjectScope, QueryError, QueryRequest};
+use kura_query::{CancelHandle, ProjectScope, QueryError, QueryRequest};
 use kura_store::{QueryRecord, QueryStatus};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -121,15 +121,7 @@ pub async fn run(
         tables: project.tables.clone(),
         expires: Some(project.expires),
     };
-    let q = app.config.query.clone();
-    let limits = Limits {
-        timeout_ms: q.timeout_seconds.saturating_mul(1000),
-        max_rows: q.max_rows,
-        max_bytes: q.max_bytes,
-        memory_limit_mib: q.memory_limit_mib,
-        threads: q.threads,
-        ..Limits::default()
-    };
+    let limits = app.config.query.limits();
     let started = Instant::now();
     let worker_app = app.clone();
     let user = caller.id().to_string();

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod demo;
 pub mod query;
 pub mod registry;
+pub mod release;
 pub mod sdc;
 pub mod serve;
 pub mod snapshot;
@@ -34,6 +35,9 @@ pub enum Command {
     /// The tamper-evident audit log: verify, checkpoints, proofs, search, notes.
     #[command(subcommand)]
     Audit(audit::Command),
+    /// Released outputs: verify a release's signed manifest and hashes.
+    #[command(subcommand)]
+    Release(release::Command),
     /// Statistical disclosure control checks on an output table.
     #[command(subcommand)]
     Sdc(sdc::Command),
@@ -56,6 +60,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Snapshot(c) => snapshot::run(c),
         Command::Audit(c) => audit::run(c),
         Command::Sdc(c) => sdc::run(c),
+        Command::Release(c) => release::run(c),
         Command::Query(a) => query::run(a),
         Command::Bench(c) => bench::run(c),
         Command::SandboxWorker(a) => query::worker(a),

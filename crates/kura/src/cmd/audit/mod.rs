@@ -46,6 +46,15 @@ pub enum Command {
         #[arg(long)]
         index: u64,
     },
+    /// Verify a `c2sp.org/tlog-proof@v1` receipt (e.g. a release's) with the log's public key
+    /// alone; prints the entry. Exit 0 valid, 1 not valid.
+    VerifyReceipt {
+        /// The receipt file.
+        file: PathBuf,
+        /// The log's verifier key (`kura audit public-key`), obtained independently.
+        #[arg(long)]
+        key: String,
+    },
     /// Append an operator annotation (e.g. "maintenance started").
     Note {
         #[arg(long)]
@@ -115,6 +124,32 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Proof { state, index } => {
             print!("{}", AuditReader::open(&state)?.receipt(index)?);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::VerifyReceipt { file, key } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading the receipt {}", file.display()))?;
+            let key = kura_audit::verify::note::VerifierKey::parse(&key)
+                .map_err(|e| anyhow::anyhow!("the verifier key: {e}"))?;
+            match kura_audit::verify::note::verify_receipt(&text, &key) {
+                Ok(r) => {
+                    let leaf = kura_audit::leaf::Leaf::decode(&r.leaf)
+                        .map_err(|e| anyhow::anyhow!("the receipt's leaf: {e}"))?;
+                    println!(
+                        "valid: entry {} ({} by {}, objects {}) is in the log of {} at size {}",
+                        r.index,
+                        leaf.kind,
+                        leaf.actor,
+                        leaf.objects.join(","),
+                        r.checkpoint.origin,
+                        r.checkpoint.size
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("NOT VALID: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
         }
         Command::Note { state, actor, text } => {
             let log = AuditLog::open(&state, AuditOptions::default())?;
