@@ -242,6 +242,39 @@ impl Chrome {
         )
     }
 
+    /// Signs in with a local account through Kura's sign-in form at `origin` and waits until the
+    /// header names `user`.
+    pub fn sign_in(&self, origin: &str, user: &str, password: &str) {
+        self.goto(&format!("{origin}/"));
+        self.type_into(&self.wait_for("#login-username"), user);
+        self.type_into(&self.wait_for("#login-password"), password);
+        self.click(&self.wait_for("#login-submit"));
+        self.wait_for(&format!("#current-user[data-user-id=\"{user}\"]"));
+    }
+
+    /// Waits until the element matching `css` is displayed with exactly `text` (trimmed).
+    pub fn wait_text(&self, css: &str, text: &str) -> Element {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            // Read without panicking: the page may re-render the element meanwhile.
+            let shown = self.find_all(css).into_iter().find(|e| self.displayed(e));
+            let now = shown.as_ref().and_then(|e| {
+                self.command("GET", &format!("/element/{}/text", e.id), None)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+            });
+            if let (Some(e), Some(now)) = (&shown, &now) {
+                if now.trim() == text {
+                    return e.clone();
+                }
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("{css:?} does not say {text:?} (it says {now:?})"));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
     /// The elements matching a CSS selector now (possibly none).
     pub fn find_all(&self, css: &str) -> Vec<Element> {
         let v = self.must(

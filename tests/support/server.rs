@@ -18,14 +18,37 @@ use crate::{kura, kura_bin, repo_root};
 /// The password every test account gets.
 pub const PASSWORD: &str = "correct horse battery staple 7";
 
-/// A pseudonymised snapshot named `demo`, built once per test binary (3,000 patients).
+/// A pseudonymised snapshot named `demo` (3,000 patients), built by the real pipeline once per
+/// build of the `kura` binary and kept next to it (`<target>/debug/e2e-snapshot/<stamp>/`), so
+/// test binaries and later runs reuse it and nothing piles up in /tmp.
 pub fn snapshot_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("kura-e2e-snapshot-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let raw = dir.join("raw");
+        let bin = kura_bin();
+        let stamp = std::fs::metadata(&bin)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let root = bin.parent().unwrap().join("e2e-snapshot");
+        let dir = root.join(stamp.to_string());
+        if dir.join("demo.duckdb.manifest.json").is_file() {
+            return dir;
+        }
+        // Older builds' snapshots are no longer used.
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for e in entries.flatten() {
+                let building = e.file_name().to_string_lossy().starts_with("building-");
+                if e.path() != dir && !building {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let work = root.join(format!("building-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).unwrap();
+        let raw = work.join("raw");
         let out = kura(&[
             "registry",
             "generate",
@@ -41,9 +64,9 @@ pub fn snapshot_dir() -> &'static Path {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let key = dir.join("pseudonym.key");
+        let key = work.join("pseudonym.key");
         std::fs::write(&key, [7u8; 32]).unwrap();
-        let snap = dir.join("demo.duckdb");
+        let snap = work.join("demo.duckdb");
         let policy = repo_root().join("policies/pseudonymise.toml");
         let out = kura(&[
             "snapshot",
@@ -62,6 +85,11 @@ pub fn snapshot_dir() -> &'static Path {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let _ = std::fs::remove_dir_all(&raw);
+        // Another test binary may have finished first: then use its copy.
+        if std::fs::rename(&work, &dir).is_err() {
+            let _ = std::fs::remove_dir_all(&work);
+        }
         dir
     })
 }

@@ -186,6 +186,12 @@ fn two_blind_approvals_release_a_protected_table_that_members_download() {
         "{said}"
     );
 
+    let (_, list) = alice.get("/api/v1/projects/p1/outputs");
+    assert_eq!(
+        list["outputs"][0]["status"], "released",
+        "the list shows the review state"
+    );
+
     let bob = server.sign_in("bob");
     assert_eq!(
         bob.get(&format!("{base}/download")).0,

@@ -150,11 +150,24 @@ pub async fn list(
     Path(pid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (project, _) = visible_project(&app, &caller, &pid).await?;
+    // The review state is the airlock's; the stored row only says it was staged.
+    let states: std::collections::HashMap<String, &'static str> = app
+        .airlock
+        .project_reviews(&project.id)?
+        .into_iter()
+        .map(|r| (r.output.id, r.state.as_str()))
+        .collect();
     let outputs: Vec<Value> = app
         .store
         .outputs(&project.id)?
         .iter()
-        .map(output_json)
+        .map(|o| {
+            let mut v = output_json(o);
+            if let Some(state) = states.get(&o.id) {
+                v["status"] = json!(state);
+            }
+            v
+        })
         .collect();
     Ok(Json(json!({ "outputs": outputs })))
 }

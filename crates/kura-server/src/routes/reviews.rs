@@ -413,7 +413,7 @@ pub async fn receipt(
                     .payload
                     .as_ref()
                     .is_some_and(|p| p["phase"] == "released");
-                if released && hit.leaf.objects.iter().any(|o| *o == object) {
+                if released && hit.leaf.objects.contains(&object) {
                     index = Some(hit.index);
                 }
                 Ok(())
