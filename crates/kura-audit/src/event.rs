@@ -27,6 +27,8 @@ pub enum EventKind {
     AccessDenied,
     /// A released output was downloaded.
     OutputDownloaded,
+    /// Someone ran the full verification of the log from the console (and what it found).
+    AuditVerified,
 }
 
 impl EventKind {
@@ -47,6 +49,7 @@ impl EventKind {
         EventKind::OperatorNote,
         EventKind::AccessDenied,
         EventKind::OutputDownloaded,
+        EventKind::AuditVerified,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -67,6 +70,7 @@ impl EventKind {
             EventKind::OperatorNote => "operator.note",
             EventKind::AccessDenied => "access.denied",
             EventKind::OutputDownloaded => "output.downloaded",
+            EventKind::AuditVerified => "audit.verified",
         }
     }
 

@@ -18,6 +18,7 @@ pub mod session;
 pub mod snapshots;
 pub mod state;
 pub mod tls;
+pub mod usage;
 
 use axum::extract::{FromRequest, Request};
 use kura_audit::Event;

@@ -8,7 +8,8 @@ use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::Router;
 
-use crate::routes::{accounts, auth, outputs, projects, queries, reviews, service};
+use crate::routes::console;
+use crate::routes::{accounts, auth, catalog, outputs, projects, queries, reviews, service};
 use crate::state::AppState;
 use crate::MAX_BODY_BYTES;
 
@@ -44,9 +45,16 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/projects/{pid}/outputs/{oid}/download"),
     ("GET", "/api/v1/projects/{pid}/outputs/{oid}/receipt"),
     ("GET", "/api/v1/reviews"),
+    ("GET", "/api/v1/catalog"),
+    ("GET", "/api/v1/catalog/codes"),
     ("GET", "/api/v1/accounts"),
     ("POST", "/api/v1/accounts"),
     ("POST", "/api/v1/accounts/{uid}/disable"),
+    ("GET", "/api/v1/audit/entries"),
+    ("GET", "/api/v1/audit/entries/{index}"),
+    ("GET", "/api/v1/audit/checkpoint"),
+    ("POST", "/api/v1/audit/verify"),
+    ("GET", "/api/v1/audit/usage"),
 ];
 
 /// The web UI's files (served from the binary).
@@ -122,11 +130,18 @@ pub fn router(app: AppState) -> Router {
             get(reviews::receipt),
         )
         .route("/api/v1/reviews", get(reviews::queue))
+        .route("/api/v1/catalog", get(catalog::snapshots))
+        .route("/api/v1/catalog/codes", get(catalog::codes))
         .route(
             "/api/v1/accounts",
             get(accounts::list).post(accounts::create),
         )
         .route("/api/v1/accounts/{uid}/disable", post(accounts::disable))
+        .route("/api/v1/audit/entries", get(console::entries))
+        .route("/api/v1/audit/entries/{index}", get(console::entry))
+        .route("/api/v1/audit/checkpoint", get(console::checkpoint))
+        .route("/api/v1/audit/verify", post(console::verify))
+        .route("/api/v1/audit/usage", get(console::usage))
         .route("/", get(service::index))
         .route("/ui/{file}", get(service::asset))
         .fallback(service::not_found)

@@ -144,8 +144,10 @@
     renderMembers();
     renderWorkspace();
     renderOutputDetail(false);
+    renderConsole();
     renderReviews();
     renderReviewDetail();
+    renderDataCatalog();
   }
 
   // ===================================================================== api client
@@ -218,11 +220,17 @@
 
   function showView(name) {
     $('#loading').hidden = true;
+    $('#view-console').hidden = name !== 'console';
+    if (name === 'console') $('#nav-console').setAttribute('aria-current', 'page');
+    else $('#nav-console').removeAttribute('aria-current');
     for (const v of ['signin', 'projects', 'workspace', 'reviews']) $('#view-' + v).hidden = v !== name;
     for (const [nav, view] of [['#nav-projects', 'projects'], ['#nav-reviews', 'reviews']]) {
       if (view === name) $(nav).setAttribute('aria-current', 'page');
       else $(nav).removeAttribute('aria-current');
     }
+    $('#view-catalog').hidden = name !== 'catalog';
+    if (name === 'catalog') $('#nav-catalog').setAttribute('aria-current', 'page');
+    else $('#nav-catalog').removeAttribute('aria-current');
   }
 
   function route() {
@@ -240,6 +248,14 @@
     const r = /^#\/reviews(?:\/([a-z0-9][a-z0-9-]{0,63})\/([a-z0-9][a-z0-9-]{0,63}))?$/.exec(hash);
     if (r) {
       openReviews(r[1] ? { pid: r[1], oid: r[2] } : null);
+      return;
+    }
+    if (hash === '#/catalog') {
+      openDataCatalog();
+      return;
+    }
+    if (hash === '#/console') {
+      openConsole();
       return;
     }
     // Output checkers who do nothing else start at their queue.
@@ -337,8 +353,10 @@
     state.reviews = [];
     state.review = null;
     resetWorkspace();
+    resetConsole();
     renderReviews();
     renderReviewDetail();
+    resetDataCatalog();
     $('#new-account').hidden = true;
     $('#new-account-password').textContent = '';
     if (was) signinMessage(expired ? t('signin.expired') : t('signin.signedOut'));
@@ -361,6 +379,8 @@
     const user = $('#current-user');
     for (const id of ['#current-user', '#signout', '#nav-projects']) $(id).hidden = !s;
     $('#nav-reviews').hidden = !s || !isReviewer();
+    $('#nav-console').hidden = !s || !isAdmin();
+    $('#nav-catalog').hidden = !s;
     user.replaceChildren();
     if (!s) return;
     user.dataset.userId = s.user.id;
@@ -1614,6 +1634,593 @@
     await refreshAccounts();
   }
 
+  // ===================================================================== data catalog (every signed-in user)
+
+  // GET /api/v1/catalog and /api/v1/catalog/codes. Rendering records, for every entry, its
+  // element and the text the search looks in (both languages), so typing only toggles `hidden`.
+  const dataCatalog = { snapshots: null, codes: null, index: [], diseases: [], prefectures: [] };
+  const catalogKey = (s) => String(s === null || s === undefined ? '' : s).normalize('NFKC').toLowerCase();
+  // A manifest description in the UI's language (the other one when it is missing).
+  const catalogText = (o) => (lang === 'ja' ? o.ja || o.en : o.en || o.ja) || '';
+
+  function resetDataCatalog() {
+    dataCatalog.snapshots = null;
+    dataCatalog.codes = null;
+    dataCatalog.index = [];
+    dataCatalog.diseases = [];
+    dataCatalog.prefectures = [];
+    $('#catalog-search').value = '';
+    $('#catalog-snapshot-list').replaceChildren();
+    $('#catalog-diseases').replaceChildren();
+    $('#catalog-prefectures').replaceChildren();
+    $('#catalog-matches').textContent = '';
+  }
+
+  async function openDataCatalog() {
+    showView('catalog');
+    showError('#catalog-error', null);
+    try {
+      const [list, codes] = await Promise.all([api('GET', '/api/v1/catalog'), api('GET', '/api/v1/catalog/codes')]);
+      dataCatalog.snapshots = (list && list.snapshots) || [];
+      dataCatalog.codes = codes || {};
+    } catch (e) {
+      if (e.status !== 401) showError('#catalog-error', e.message, e.code);
+      return;
+    }
+    renderDataCatalog();
+  }
+
+  function renderDataCatalog() {
+    if (!dataCatalog.snapshots) return;
+    dataCatalog.index = [];
+    $('#catalog-snapshot-list').replaceChildren(...dataCatalog.snapshots.map(renderCatalogSnapshot));
+    $('#catalog-none').hidden = dataCatalog.snapshots.length > 0;
+    renderCodeLists();
+    $('#view-catalog').dataset.loaded = lang;
+    filterDataCatalog();
+  }
+
+  function renderCatalogSnapshot(s) {
+    const entry = { text: catalogKey([s.name, s.policy, s.release_id].join(' ')), el: null, tables: [] };
+    const hash = (label, cls, value) => [el('dt', { text: label }),
+      el('dd', null, el('code', { class: 'catalog-hash ' + cls, title: value, text: short(value) }))];
+    const meta = el('dl', { class: 'meta-list' },
+      el('dt', { text: t('catalog.page.built') }), el('dd', { class: 'catalog-built', text: fmtTime(s.built_at) }),
+      el('dt', { text: t('catalog.page.release') }), el('dd', { class: 'mono', text: s.release_id }),
+      ...hash(t('catalog.page.databaseHash'), 'catalog-db-hash', s.sha256),
+      ...hash(t('catalog.page.manifestHash'), 'catalog-manifest-hash', s.manifest_sha256),
+      el('dt', { text: t('catalog.page.policy') }), el('dd', { class: 'mono', text: s.policy }));
+    const tables = (s.tables || []).map((tb) => {
+      const table = { text: catalogKey([tb.name, tb.en, tb.ja].join(' ')), el: null, columns: [] };
+      const rounded = typeof tb.rows_rounded === 'number';
+      const rows = rounded ? t('catalog.page.rows', { n: fmtNum(tb.rows_rounded) }) : t('catalog.page.rowsFew');
+      const body = el('tbody', null, ...(tb.columns || []).map((c) => {
+        const tr = el('tr', { class: 'catalog-entry-column', 'data-column': c.name },
+          el('td', { class: 'mono', text: c.name }),
+          el('td', { class: 'mono', text: c.type }),
+          el('td', { class: 'catalog-desc', text: catalogText(c) }));
+        table.columns.push({ el: tr, text: catalogKey([c.name, c.type, c.en, c.ja].join(' ')) });
+        return tr;
+      }));
+      const head = el('tr', null, ...['catalog.page.column', 'catalog.page.type', 'catalog.page.description']
+        .map((key) => el('th', { scope: 'col', text: t(key) })));
+      table.el = el('section', { class: 'catalog-entry-table', 'data-table': tb.name },
+        el('h3', null, el('span', { class: 'mono', text: tb.name }), ' ',
+          el('span', { class: 'catalog-rows', 'data-rows': tb.rows_text, title: t('catalog.page.roundingNote'), text: rows })),
+        el('p', { class: 'catalog-desc catalog-table-desc', text: catalogText(tb) }),
+        el('div', { class: 'catalog-scroll' },
+          el('table', { class: 'catalog-list-table' }, el('thead', null, head), body)));
+      entry.tables.push(table);
+      return table.el;
+    });
+    entry.el = el('section', { class: 'panel catalog-snapshot', 'data-snapshot': s.name },
+      el('h2', { text: t('catalog.page.snapshot', { name: s.name }) }), meta, ...tables);
+    dataCatalog.index.push(entry);
+    return entry.el;
+  }
+
+  function renderCodeLists() {
+    const codes = dataCatalog.codes || {};
+    const regions = new Map((codes.regions || []).map((r) => [r.id, r]));
+    // The name in the UI's language first, the other below it.
+    const names = (ja, en) => {
+      const [first, second] = lang === 'ja' ? [ja, en] : [en || ja, en ? ja : null];
+      return el('td', null, el('span', { class: 'code-name', text: first }),
+        second ? el('span', { class: 'code-alt muted small', text: second }) : null);
+    };
+    dataCatalog.diseases = (codes.diseases || []).map((d) => ({
+      no: d.no,
+      text: catalogKey(`${d.name_ja} ${d.name_en || ''}`),
+      el: el('tr', { class: 'code-disease', 'data-no': d.no },
+        el('td', { class: 'num', text: String(d.no) }), names(d.name_ja, d.name_en)),
+    }));
+    dataCatalog.prefectures = (codes.prefectures || []).map((p) => {
+      const region = regions.get(p.region) || { ja: p.region, en: p.region };
+      return {
+        no: Number(p.code),
+        text: catalogKey([p.name_ja, p.name_en, region.ja, region.en].join(' ')),
+        el: el('tr', { class: 'code-pref', 'data-code': p.code, 'data-region': p.region },
+          el('td', { class: 'mono', text: p.code }), names(p.name_ja, p.name_en),
+          el('td', { text: catalogText(region) }), el('td', { class: 'num', text: fmtNum(p.population_2020) })),
+      };
+    });
+    $('#catalog-diseases').replaceChildren(...dataCatalog.diseases.map((d) => d.el));
+    $('#catalog-prefectures').replaceChildren(...dataCatalog.prefectures.map((p) => p.el));
+  }
+
+  // Shows what matches the search box: a table whose name or description matches shows all its
+  // columns, otherwise only matching columns; a number matches a disease number or JIS code.
+  function filterDataCatalog() {
+    const q = catalogKey($('#catalog-search').value.trim());
+    const number = /^\d+$/.test(q) ? Number(q) : null;
+    const hit = (text) => !q || text.includes(q);
+    let shown = 0;
+    for (const s of dataCatalog.index) {
+      const all = hit(s.text);
+      let any = false;
+      for (const tb of s.tables) {
+        const whole = all || hit(tb.text);
+        let columns = 0;
+        for (const c of tb.columns) {
+          c.el.hidden = !(whole || hit(c.text));
+          if (!c.el.hidden) columns += 1;
+        }
+        tb.el.hidden = !whole && columns === 0;
+        if (!tb.el.hidden) {
+          any = true;
+          shown += 1;
+        }
+      }
+      s.el.hidden = !all && !any;
+    }
+    for (const [list, panel] of [[dataCatalog.diseases, '#catalog-diseases-panel'], [dataCatalog.prefectures, '#catalog-prefectures-panel']]) {
+      let n = 0;
+      for (const entry of list) {
+        entry.el.hidden = !(hit(entry.text) || entry.no === number);
+        if (!entry.el.hidden) n += 1;
+      }
+      $(panel).hidden = n === 0 && list.length > 0;
+      shown += n;
+    }
+    $('#catalog-matches').textContent = !q ? '' : shown ? t('catalog.page.matches', { n: fmtNum(shown) }) : t('catalog.page.noMatches');
+    $('#view-catalog').dataset.query = q;
+  }
+
+  // ===================================================================== supervisor console (supervisors, stewards; read-only)
+  // The audit log browser, one entry with its inclusion proof, the latest checkpoint, "verify
+  // now", and the usage dashboard: charts are SVG built element by element (no library, no
+  // inline styles: colours come from classes) and each chart has the same numbers as a table.
+
+  const AUDIT_TYPES = ['signin', 'signin.failed', 'signout', 'query.submitted', 'query.completed', 'query.refused',
+    'result.viewed', 'output.staged', 'export.requested', 'review.decision', 'output.released', 'output.downloaded',
+    'admin.action', 'access.denied', 'snapshot.built', 'operator.note', 'audit.verified'];
+  const SVG_NS = 'http://www.w3.org/2000/svg';
+  const AUDIT_PAGE = 100;
+
+  // entries: the list shown; filter: the query of its first page; detail: {index, data, error};
+  // checkpoint, verify, usage: the last answers of those endpoints.
+  const cons = { entries: [], matched: 0, nextBefore: null, filter: {}, detail: null, checkpoint: null, verify: null, usage: null };
+
+  function resetConsole() {
+    Object.assign(cons, { entries: [], matched: 0, nextBefore: null, filter: {}, detail: null, checkpoint: null, verify: null, usage: null });
+    $('#audit-filter').reset();
+    renderConsole();
+  }
+
+  function renderConsole() {
+    renderAuditEntries();
+    renderEntryDetail();
+    renderCheckpoint();
+    renderVerify();
+    renderUsage();
+  }
+
+  async function openConsole() {
+    showView('console');
+    showError('#console-error', null);
+    if (!isAdmin()) {
+      showError('#console-error', t('console.notAllowed'));
+      return;
+    }
+    await Promise.all([searchAudit(false), loadCheckpoint(), loadUsage()]);
+  }
+
+  function svg(tag, attrs, ...children) {
+    const e = document.createElementNS(SVG_NS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) if (v !== null && v !== undefined) e.setAttribute(k, String(v));
+    for (const c of children) if (c !== null && c !== undefined) e.append(c);
+    return e;
+  }
+
+  // ------------------------------------------------------------------ audit log browser
+
+  function auditFilter() {
+    const f = {};
+    for (const [name, id] of [['actor', '#audit-filter-actor'], ['project', '#audit-filter-project'], ['type', '#audit-filter-type']]) {
+      const v = $(id).value.trim();
+      if (v) f[name] = v;
+    }
+    for (const [name, id] of [['since', '#audit-filter-since'], ['until', '#audit-filter-until']]) {
+      const v = $(id).value;
+      const d = v ? new Date(v) : null;
+      if (d && !Number.isNaN(d.getTime())) f[name] = d.toISOString();
+    }
+    return f;
+  }
+
+  async function searchAudit(more) {
+    if (!more) cons.filter = auditFilter();
+    const params = new URLSearchParams(cons.filter);
+    params.set('limit', String(AUDIT_PAGE));
+    if (more && cons.nextBefore !== null) params.set('before', String(cons.nextBefore));
+    showError('#console-error', null);
+    const button = $('#audit-search');
+    button.disabled = true;
+    try {
+      const data = await api('GET', '/api/v1/audit/entries?' + params.toString());
+      const entries = (data && data.entries) || [];
+      cons.entries = more ? cons.entries.concat(entries) : entries;
+      if (!more) cons.matched = (data && data.matched) || 0;
+      cons.nextBefore = data && data.next_before !== undefined ? data.next_before : null;
+    } catch (e) {
+      if (e.status !== 401) showError('#console-error', e.message, e.code);
+    } finally {
+      button.disabled = false;
+    }
+    renderAuditEntries();
+  }
+
+  // One line about what an entry says, from the payload fields most types carry.
+  function payloadSummary(e) {
+    if (e.payload_sealed) return t('console.entry.sealedShort');
+    const p = e.payload;
+    if (p === null || p === undefined) return e.payload_erased ? t('console.entry.erasedShort') : '';
+    if (typeof p !== 'object') return String(p);
+    const parts = [];
+    for (const k of ['action', 'decision', 'phase', 'status', 'result', 'rule', 'reason', 'method', 'rows', 'intact']) {
+      if (p[k] !== undefined && p[k] !== null && typeof p[k] !== 'object') parts.push(`${k}: ${p[k]}`);
+    }
+    if (typeof p.sql === 'string') parts.push(firstLine(p.sql));
+    const s = parts.join(' · ');
+    return s.length > 200 ? s.slice(0, 200) + '…' : s;
+  }
+
+  function renderAuditEntries() {
+    const shown = cons.entries.length;
+    $('#audit-count').textContent = state.session && isAdmin()
+      ? t('console.audit.count', { shown: fmtNum(shown), matched: fmtNum(cons.matched) }) : '';
+    const open = cons.detail && cons.detail.index;
+    $('#audit-entries').replaceChildren(...cons.entries.map((e) => el('li', {
+      class: 'audit-entry' + (e.index === open ? ' selected' : ''), 'data-index': e.index, 'data-type': e.type,
+    }, el('button', { type: 'button', class: 'audit-entry-open', onclick: () => openEntry(e.index) },
+      el('span', { class: 'audit-index mono', text: '#' + e.index }),
+      el('span', { class: 'audit-time', text: fmtTime(e.timestamp) }),
+      el('span', { class: 'audit-type mono', text: e.type }),
+      el('span', { class: 'audit-actor', text: e.actor }),
+      e.project ? el('span', { class: 'audit-project mono', text: e.project }) : null,
+      el('span', { class: 'audit-summary', text: payloadSummary(e) })))));
+    $('#audit-more').hidden = cons.nextBefore === null || cons.nextBefore === undefined;
+  }
+
+  // Opens one entry; a proof the next checkpoint will cover is fetched again a few times.
+  async function openEntry(index, attempt = 0) {
+    const cur = attempt && cons.detail && cons.detail.index === index ? cons.detail : { index, data: null, error: null };
+    cons.detail = cur;
+    if (!attempt) {
+      renderEntryDetail();
+      renderAuditEntries();
+    }
+    try {
+      cur.data = await api('GET', `/api/v1/audit/entries/${enc(index)}`);
+      cur.error = null;
+    } catch (e) {
+      if (e.status === 401) return;
+      cur.error = e;
+    }
+    if (cons.detail !== cur) return;
+    renderEntryDetail();
+    if (!attempt) $('#audit-entry-detail').focus();
+    const pending = cur.data && cur.data.proof && cur.data.proof.valid === null;
+    if (pending && attempt < 5) setTimeout(() => { if (cons.detail === cur) openEntry(index, attempt + 1); }, 1200);
+  }
+
+  function closeEntry() {
+    cons.detail = null;
+    renderEntryDetail();
+    renderAuditEntries();
+  }
+
+  function renderEntryDetail() {
+    const box = $('#audit-entry-detail');
+    const cur = cons.detail;
+    box.hidden = !cur;
+    if (!cur) {
+      delete box.dataset.index;
+      delete box.dataset.proof;
+      return;
+    }
+    box.dataset.index = cur.index;
+    $('#audit-entry-title').textContent = t('console.entry.title', { index: cur.index });
+    showError('#audit-entry-error', cur.error && cur.error.message, cur.error && cur.error.code);
+    const d = cur.data;
+    const e = d && d.entry;
+    const meta = $('#audit-entry-meta');
+    meta.replaceChildren();
+    if (e) {
+      const row = (label, value, cls) => meta.append(el('dt', { text: label }), el('dd', { class: cls, text: value === null || value === undefined || value === '' ? '—' : String(value) }));
+      row(t('console.entry.time'), fmtTime(e.timestamp));
+      row(t('console.entry.type'), e.type, 'mono');
+      row(t('console.entry.actor'), e.actor, 'mono');
+      row(t('console.entry.session'), e.session ? short(e.session) : null, 'mono');
+      row(t('console.entry.project'), e.project, 'mono');
+      row(t('console.entry.objects'), (e.objects || []).join(', '), 'mono');
+      row(t('console.entry.leafHash'), e.leaf_hash, 'mono hash');
+    }
+    let payload = '';
+    if (e) {
+      if (e.payload_sealed) payload = t('console.entry.sealed');
+      else if (e.payload_erased) payload = t('console.entry.erased');
+      else payload = JSON.stringify(e.payload, null, 2);
+    }
+    $('#audit-entry-payload').textContent = payload;
+    const proof = d && d.proof;
+    const status = $('#audit-entry-proof-status');
+    let kind = '';
+    let text = d ? '' : t('console.loading');
+    if (proof && proof.valid === true) {
+      kind = 'valid';
+      text = t('console.entry.proofValid', { size: fmtNum(proof.checkpoint_size) });
+    } else if (proof && proof.valid === false) {
+      kind = 'invalid';
+      text = t('console.entry.proofInvalid', { error: proof.error || '' });
+    } else if (proof) {
+      kind = 'pending';
+      text = t('console.entry.proofPending');
+    }
+    status.textContent = text;
+    status.className = 'proof-status' + (kind ? ' proof-' + kind : '');
+    if (kind) box.dataset.proof = kind;
+    else delete box.dataset.proof;
+    $('#audit-entry-proof').textContent = (d && d.receipt) || '';
+    $('#audit-entry-proof').hidden = !(d && d.receipt);
+  }
+
+  // ------------------------------------------------------------------ checkpoint and verification
+
+  async function loadCheckpoint() {
+    try {
+      cons.checkpoint = await api('GET', '/api/v1/audit/checkpoint');
+    } catch (e) {
+      if (e.status !== 401) showError('#console-error', e.message, e.code);
+    }
+    renderCheckpoint();
+  }
+
+  function renderCheckpoint() {
+    const box = $('#audit-checkpoint');
+    const c = cons.checkpoint;
+    if (!c) {
+      box.replaceChildren();
+      delete box.dataset.size;
+      return;
+    }
+    const cp = c.checkpoint;
+    box.dataset.size = cp ? cp.size : 0;
+    box.replaceChildren(
+      el('p', { class: 'small', text: cp ? t('console.checkpoint.size', { size: fmtNum(cp.size), entries: fmtNum(c.entries) }) : t('console.checkpoint.none') }),
+      cp ? el('pre', { class: 'sql-block mono checkpoint-note', text: cp.note }) : null,
+      el('p', { class: 'help', text: t('console.checkpoint.key') }),
+      el('code', { class: 'verifier-key', text: c.verifier_key || '' }));
+  }
+
+  async function runVerify() {
+    const button = $('#audit-verify');
+    const box = $('#audit-verify-result');
+    button.disabled = true;
+    cons.verify = null;
+    box.hidden = false;
+    delete box.dataset.intact;
+    box.className = 'verify-result';
+    box.setAttribute('aria-busy', 'true');
+    box.replaceChildren(el('span', { class: 'running', text: t('console.verify.running') }));
+    try {
+      cons.verify = await api('POST', '/api/v1/audit/verify');
+      renderVerify();
+    } catch (e) {
+      if (e.status !== 401) box.replaceChildren(el('span', { class: 'error-message', text: e.message }), ' ', el('small', { class: 'error-code', text: e.code }));
+    } finally {
+      button.disabled = false;
+      box.setAttribute('aria-busy', 'false');
+    }
+    await loadCheckpoint();
+  }
+
+  function renderVerify() {
+    const box = $('#audit-verify-result');
+    const r = cons.verify;
+    if (!r) {
+      if (box.getAttribute('aria-busy') !== 'true') box.hidden = true;
+      return;
+    }
+    box.hidden = false;
+    box.dataset.intact = r.intact ? 'true' : 'false';
+    box.className = 'verify-result ' + (r.intact ? 'verify-ok' : 'verify-bad');
+    const parts = [
+      el('strong', { class: 'verify-verdict', text: r.intact ? t('console.verify.intact') : t('console.verify.tampered') }),
+      el('p', { text: t('console.verify.stats', { entries: fmtNum(r.entries), checkpoints: fmtNum(r.checkpoints), ms: fmtNum(r.duration_ms) }) }),
+    ];
+    if (r.problem) {
+      parts.push(el('p', { class: 'verify-problem', text: t('console.verify.problem', { index: r.problem.index, what: r.problem.what }) }),
+        el('button', { type: 'button', class: 'secondary small-button', text: t('console.verify.openProblem'), onclick: () => openEntry(r.problem.index) }));
+    }
+    if (r.conflict) parts.push(el('p', { class: 'verify-problem', text: r.conflict.what }));
+    parts.push(el('p', { class: 'help', text: t('console.verify.at', { time: fmtTime(r.verified_at) }) }));
+    box.replaceChildren(...parts);
+  }
+
+  // ------------------------------------------------------------------ usage dashboard
+
+  async function loadUsage() {
+    const days = $('#usage-days').value || '30';
+    setStatus('#usage-status', t('console.loading'));
+    try {
+      cons.usage = await api('GET', '/api/v1/audit/usage?days=' + enc(days));
+      setStatus('#usage-status', '');
+    } catch (e) {
+      if (e.status !== 401) setStatus('#usage-status', e.message, true, e.code);
+    }
+    renderUsage();
+  }
+
+  const sum = (obj) => Object.values(obj || {}).reduce((a, b) => a + b, 0);
+  const hours = (s) => (typeof s === 'number' ? Math.round((s / 3600) * 10) / 10 : null);
+  const fmtHours = (s) => (typeof s === 'number' ? t('console.hours', { h: (Math.round((s / 3600) * 10) / 10).toLocaleString(locale()) }) : '—');
+
+  // A bar chart of one value per day and series, stacked or side by side.
+  // series: [{label, values: [number|null per day]}]; the legend and every bar's title say what it is.
+  function barChart(box, title, dates, series, stacked) {
+    const W = 480; const H = 200; const left = 44; const right = 24; const top = 12; const bottom = 26;
+    const plotW = W - left - right; const plotH = H - top - bottom;
+    const n = Math.max(dates.length, 1);
+    const totals = dates.map((_, i) => (stacked
+      ? series.reduce((a, s) => a + (s.values[i] || 0), 0)
+      : Math.max(0, ...series.map((s) => s.values[i] || 0))));
+    const max = Math.max(1, ...totals);
+    const y = (v) => top + plotH - (v / max) * plotH;
+    const band = plotW / n;
+    const chart = svg('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart-svg', role: 'img', 'aria-label': title });
+    chart.append(svg('title', null, title));
+    // Counts get whole-number ticks; hours may be fractional.
+    const whole = series.every((s) => s.values.every((v) => v === null || v === undefined || Number.isInteger(v)));
+    const mid = whole ? Math.round(max / 2) : max / 2;
+    const ticks = mid > 0 && mid < max ? [0, mid, max] : [0, max];
+    for (const v of ticks) {
+      const yy = y(v);
+      chart.append(svg('line', { x1: left, x2: W - right, y1: yy, y2: yy, class: 'chart-grid' }),
+        svg('text', { x: left - 4, y: yy + 4, class: 'chart-label chart-label-y' }, (Math.round(v * 10) / 10).toLocaleString(locale())));
+    }
+    const step = Math.max(1, Math.ceil(n / 6));
+    dates.forEach((date, i) => {
+      const x0 = left + i * band;
+      let base = 0;
+      series.forEach((s, k) => {
+        const v = s.values[i] || 0;
+        if (!v) return;
+        const w = stacked ? Math.max(band * 0.7, 1) : Math.max((band * 0.8) / series.length, 1);
+        const x = stacked ? x0 + band * 0.15 : x0 + band * 0.1 + k * w;
+        const yTop = y(stacked ? base + v : v);
+        const yBottom = y(stacked ? base : 0);
+        chart.append(svg('rect', { x: x.toFixed(2), y: yTop.toFixed(2), width: w.toFixed(2), height: Math.max(yBottom - yTop, 0.5).toFixed(2), class: `chart-bar series-${k % 8}`, 'data-date': date, 'data-series': s.label },
+          svg('title', null, `${date} · ${s.label}: ${v.toLocaleString(locale())}`)));
+        if (stacked) base += v;
+      });
+      if (i % step === 0) chart.append(svg('text', { x: (x0 + band / 2).toFixed(2), y: H - 8, class: 'chart-label chart-label-x' }, date.slice(5)));
+    });
+    chart.append(svg('line', { x1: left, x2: W - right, y1: y(0), y2: y(0), class: 'chart-axis' }));
+    const legend = el('ul', { class: 'chart-legend' }, ...series.map((s, k) => el('li', null,
+      el('span', { class: `legend-swatch series-${k % 8}` }), ' ', s.label)));
+    box.replaceChildren(chart, legend);
+  }
+
+  function renderUsage() {
+    const u = cons.usage;
+    const ids = ['#usage-chart-queries', '#usage-chart-exports', '#usage-chart-turnaround', '#usage-chart-signins', '#usage-totals', '#usage-flags', '#usage-table'];
+    if (!u) {
+      for (const id of ids) $(id).replaceChildren();
+      $('#usage-flags-empty').hidden = true;
+      delete $('#usage').dataset.days;
+      return;
+    }
+    $('#usage').dataset.days = u.days.length;
+    const days = u.days;
+    const dates = days.map((d) => d.date);
+    const tot = u.totals;
+    const dl = $('#usage-totals');
+    dl.replaceChildren();
+    const total = (label, value) => dl.append(el('div', { class: 'usage-total' }, el('dt', { text: label }), el('dd', { text: value })));
+    total(t('console.usage.queries'), fmtNum(sum(tot.queries)));
+    total(t('console.usage.refusals'), fmtNum(tot.refusals));
+    total(t('console.usage.exports'), fmtNum(tot.export_requests));
+    total(t('console.usage.releases'), fmtNum(tot.releases));
+    total(t('console.usage.openReviews'), fmtNum(tot.reviews_open));
+    total(t('console.usage.turnaroundMedian'), fmtHours(tot.turnaround.median_seconds));
+    total(t('console.usage.turnaroundMax'), fmtHours(tot.turnaround.max_seconds));
+    total(t('console.usage.failedSignins'), fmtNum(tot.failed_signins));
+
+    const projects = Object.keys(tot.queries || {}).sort();
+    barChart($('#usage-chart-queries'), t('console.chart.queries'), dates,
+      projects.map((p) => ({ label: p, values: days.map((d) => (d.queries || {})[p] || 0) })), true);
+    barChart($('#usage-chart-exports'), t('console.chart.exports'), dates, [
+      { label: t('console.usage.exports'), values: days.map((d) => d.export_requests) },
+      { label: t('console.usage.exportRefused'), values: days.map((d) => d.export_refused) },
+      { label: t('console.usage.approve'), values: days.map((d) => d.decisions.approve) },
+      { label: t('console.usage.requestChanges'), values: days.map((d) => d.decisions.request_changes) },
+      { label: t('console.usage.reject'), values: days.map((d) => d.decisions.reject) },
+      { label: t('console.usage.releases'), values: days.map((d) => d.releases) },
+    ], false);
+    barChart($('#usage-chart-turnaround'), t('console.chart.turnaround'), dates, [
+      { label: t('console.usage.turnaroundMedian'), values: days.map((d) => hours(d.turnaround.median_seconds)) },
+      { label: t('console.usage.turnaroundMax'), values: days.map((d) => hours(d.turnaround.max_seconds)) },
+    ], false);
+    barChart($('#usage-chart-signins'), t('console.chart.signins'), dates, [
+      { label: t('console.usage.failedSignins'), values: days.map((d) => d.failed_signins) },
+      { label: t('console.usage.refusals'), values: days.map((d) => d.refusals) },
+    ], false);
+
+    renderFlags(u.flags || []);
+
+    const head = [t('console.usage.date'), ...projects.map((p) => `${t('console.usage.queries')}: ${p}`), t('console.usage.refusals'),
+      t('console.usage.exports'), t('console.usage.exportRefused'), t('console.usage.approve'), t('console.usage.requestChanges'),
+      t('console.usage.reject'), t('console.usage.sealed'), t('console.usage.releases'), t('console.usage.turnaroundMedian'),
+      t('console.usage.turnaroundMax'), t('console.usage.failedSignins')];
+    const num = (v) => el('td', { class: 'num', text: fmtNum(v) });
+    $('#usage-table').replaceChildren(
+      el('thead', null, el('tr', null, ...head.map((h) => el('th', { scope: 'col', text: h })))),
+      el('tbody', null, ...days.map((d) => el('tr', null, el('td', { class: 'mono', text: d.date }),
+        ...projects.map((p) => num((d.queries || {})[p] || 0)), num(d.refusals), num(d.export_requests), num(d.export_refused),
+        num(d.decisions.approve), num(d.decisions.request_changes), num(d.decisions.reject), num(d.decisions.sealed),
+        num(d.releases), el('td', { class: 'num', text: fmtHours(d.turnaround.median_seconds) }),
+        el('td', { class: 'num', text: fmtHours(d.turnaround.max_seconds) }), num(d.failed_signins)))));
+  }
+
+  function renderFlags(flags) {
+    const labels = {
+      differencing: [t('console.flag.differencing'), t('console.flag.differencingHelp')],
+      small_groups: [t('console.flag.smallGroups'), t('console.flag.smallGroupsHelp')],
+      unusual_hours: [t('console.flag.unusualHours'), t('console.flag.unusualHoursHelp')],
+    };
+    $('#usage-flags-empty').hidden = flags.length > 0;
+    $('#usage-flags').replaceChildren(...flags.map((f) => {
+      const [label, help] = labels[f.kind] || [f.kind, ''];
+      const values = f.values && f.values.length
+        ? el('p', { class: 'small flag-values' }, f.kind === 'small_groups' ? t('console.flag.rows') : t('console.flag.values'), ' ',
+          el('span', { class: 'mono', text: f.values.join(' / ') })) : null;
+      return el('li', { class: 'usage-flag', 'data-kind': f.kind, 'data-actor': f.actor },
+        el('div', { class: 'flag-head' },
+          el('span', { class: 'badge flag-badge', text: label }),
+          el('span', { class: 'flag-actor mono', text: f.actor }),
+          f.project ? el('span', { class: 'flag-project mono', text: f.project }) : null,
+          el('span', { class: 'flag-when small', text: t('console.flag.when', { count: f.count, first: fmtTime(f.first), last: fmtTime(f.last) }) })),
+        help ? el('p', { class: 'help', text: help }) : null,
+        f.shape ? el('pre', { class: 'sql-block mono flag-shape', text: f.shape }) : null,
+        values,
+        el('p', { class: 'flag-entries small' }, t('console.flag.entries'), ' ',
+          ...(f.entries || []).map((i) => el('button', { type: 'button', class: 'link-button mono flag-entry', 'data-index': i, text: '#' + i, onclick: () => openEntry(i) }))));
+    }));
+  }
+
+  function bindConsole() {
+    const select = $('#audit-filter-type');
+    for (const type of AUDIT_TYPES) select.append(el('option', { value: type, text: type }));
+    $('#audit-filter').addEventListener('submit', (e) => { e.preventDefault(); searchAudit(false); });
+    $('#audit-reset').addEventListener('click', () => { $('#audit-filter').reset(); searchAudit(false); });
+    $('#audit-more').addEventListener('click', () => searchAudit(true));
+    $('#audit-entry-close').addEventListener('click', closeEntry);
+    $('#audit-verify').addEventListener('click', runVerify);
+    $('#usage-days').addEventListener('change', loadUsage);
+    $('#usage-refresh').addEventListener('click', () => Promise.all([loadUsage(), loadCheckpoint()]));
+  }
+
   // ===================================================================== boot
 
   function bind() {
@@ -1641,6 +2248,8 @@
     $('#reviews-refresh').addEventListener('click', refreshReviews);
     $('#review-refresh').addEventListener('click', () => loadReview());
     $('#vote-form').addEventListener('submit', (e) => { e.preventDefault(); submitVote(); });
+    $('#catalog-search').addEventListener('input', filterDataCatalog);
+    bindConsole();
     window.addEventListener('hashchange', route);
   }
 

@@ -6,6 +6,8 @@
 mod access;
 mod airlock;
 mod bad_input;
+mod catalog;
+mod console;
 mod oidc;
 mod sessions;
 mod startup;

@@ -3,6 +3,8 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod catalog;
+pub mod console;
 pub mod outputs;
 pub mod projects;
 pub mod queries;
