@@ -53,6 +53,10 @@ pub struct EngineConfig {
     pub max_queries_per_worker: u64,
     /// An idle worker older than this is not handed a query (it is killed and replaced).
     pub worker_idle: Duration,
+    /// How many idle workers the engine keeps, at most one per key; beyond it the longest idle
+    /// is killed. A server with many concurrent users needs one per active (user, project,
+    /// grant); 1 suits one-shot callers.
+    pub max_idle_workers: usize,
 }
 
 impl EngineConfig {
@@ -67,6 +71,7 @@ impl EngineConfig {
             spare_worker: true,
             max_queries_per_worker: 64,
             worker_idle: Duration::from_secs(300),
+            max_idle_workers: 1,
         }
     }
 
@@ -139,7 +144,8 @@ pub struct QueryResult {
 
 pub struct QueryEngine {
     config: EngineConfig,
-    spare: Mutex<Option<Spare>>,
+    /// Idle workers, at most one per key and `max_idle_workers` in all.
+    spare: Mutex<Vec<Spare>>,
 }
 
 /// What a worker was set up for; a spare serves only a query with the same key.
@@ -178,7 +184,7 @@ impl QueryEngine {
         crate::policy::FunctionPolicy::builtin().map_err(|e| QueryError::Setup(e.to_string()))?;
         Ok(QueryEngine {
             config,
-            spare: Mutex::new(None),
+            spare: Mutex::new(Vec::new()),
         })
     }
 
@@ -280,7 +286,7 @@ impl QueryEngine {
         let result = self.collect(&mut worker, &limits, query_id, cancel, on_batch, started);
         match &result {
             Ok((_, done)) if self.may_serve_again(&mut worker, done, &limits) => {
-                *self.spare_slot() = Some(Spare {
+                self.keep_idle(Spare {
                     key,
                     worker,
                     idle_since: Instant::now(),
@@ -445,44 +451,72 @@ impl QueryEngine {
         )
     }
 
-    fn spare_slot(&self) -> MutexGuard<'_, Option<Spare>> {
-        // A panic elsewhere while holding the slot leaves at worst a stale spare, which
+    fn spare_slot(&self) -> MutexGuard<'_, Vec<Spare>> {
+        // A panic elsewhere while holding the pool leaves at worst a stale spare, which
         // `take_spare` checks anyway.
         self.spare.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The idle worker if it was set up for `key`, still runs and has not idled too long; an
-    /// idle worker for another key is killed (dropped) so no more than one idles.
+    /// The idle worker set up for `key`, if it still runs and has not idled too long. Workers
+    /// idle for too long are killed (dropped) on the way.
     fn take_spare(&self, key: &SpareKey) -> Option<Worker> {
-        let spare = self.spare_slot().take()?;
-        if spare.key != *key || spare.idle_since.elapsed() > self.config.worker_idle {
-            return None;
-        }
+        let spare = {
+            let mut pool = self.spare_slot();
+            let idle = self.config.worker_idle;
+            pool.retain(|s| s.idle_since.elapsed() <= idle);
+            let i = pool.iter().position(|s| s.key == *key)?;
+            pool.swap_remove(i)
+        };
         let mut worker = spare.worker;
         (worker.is_running() && worker.nothing_pending()).then_some(worker)
     }
 
+    /// Keeps a worker idle for its key, replacing an older one of the same key and killing the
+    /// longest idle beyond `max_idle_workers`.
+    fn keep_idle(&self, spare: Spare) {
+        let mut pool = self.spare_slot();
+        pool.retain(|s| s.key != spare.key);
+        pool.push(spare);
+        while pool.len() > self.config.max_idle_workers.max(1) {
+            let oldest = pool
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, s)| s.idle_since)
+                .map(|(i, _)| i);
+            match oldest {
+                Some(i) => drop(pool.remove(i)),
+                None => break,
+            }
+        }
+    }
+
     fn start_spare(&self, key: SpareKey) {
         match self.spawn(&key, Start::Spare) {
-            Ok(worker) => {
-                *self.spare_slot() = Some(Spare {
-                    key,
-                    worker,
-                    idle_since: Instant::now(),
-                })
-            }
+            Ok(worker) => self.keep_idle(Spare {
+                key,
+                worker,
+                idle_since: Instant::now(),
+            }),
             Err(e) => tracing::warn!(error = %e, "could not start a spare query worker"),
         }
     }
 
-    /// Waits until the spare worker (if any) has finished its setup, so that whatever the
-    /// caller measures next does not share the CPU with it (`kura bench query`). Returns
-    /// whether a ready spare exists; one that failed is discarded.
+    /// Waits until the most recently kept idle worker has finished its setup, so that whatever
+    /// the caller measures next does not share the CPU with it (`kura bench query`). Returns
+    /// whether it is ready; one that failed is discarded.
     pub fn wait_for_spare(&self, within: Duration) -> bool {
-        let mut slot = self.spare_slot();
-        let ready = slot.as_mut().is_some_and(|s| s.worker.wait_ready(within));
+        let mut pool = self.spare_slot();
+        let newest = pool
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, s)| s.idle_since)
+            .map(|(i, _)| i);
+        let Some(i) = newest else {
+            return false;
+        };
+        let ready = pool[i].worker.wait_ready(within);
         if !ready {
-            *slot = None;
+            drop(pool.remove(i));
         }
         ready
     }

@@ -85,6 +85,9 @@ pub struct QueryConfig {
     pub max_bytes: u64,
     pub memory_limit_mib: u64,
     pub threads: u32,
+    /// Confined workers kept idle, one per (user, project, grant) that queried recently, so
+    /// a returning user's next query skips the worker's start-up.
+    pub idle_workers: usize,
 }
 
 impl Default for QueryConfig {
@@ -96,6 +99,7 @@ impl Default for QueryConfig {
             max_bytes: 256 * 1024 * 1024,
             memory_limit_mib: 2048,
             threads: 2,
+            idle_workers: 64,
         }
     }
 }

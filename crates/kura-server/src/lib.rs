@@ -7,6 +7,7 @@
 //! answer. Status codes are chosen in `error.rs` only.
 
 pub mod access;
+pub mod bench;
 pub mod config;
 pub mod error;
 mod ratelimit;

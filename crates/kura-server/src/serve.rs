@@ -170,10 +170,19 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// The engine settings a server uses: `base` (which binary runs the workers) with the
+/// configuration's query limits and idle-worker pool.
+pub fn engine_config(config: &ServerConfig, base: EngineConfig) -> EngineConfig {
+    EngineConfig {
+        limits: config.query.limits(),
+        max_idle_workers: config.query.idle_workers,
+        ..base
+    }
+}
+
 /// Starts with the running binary as the query worker and serves until a signal.
 pub async fn serve(config: ServerConfig, on_ready: impl FnOnce(&Ready)) -> Result<(), ServeError> {
-    let mut engine = EngineConfig::from_current_exe()?;
-    engine.limits = config.query.limits();
+    let engine = engine_config(&config, EngineConfig::from_current_exe()?);
     let server = Server::start(config, engine).await?;
     on_ready(server.ready());
     server.run(shutdown_signal()).await

@@ -199,3 +199,49 @@ fn a_spilling_query_leaves_no_temp_files_for_the_next() {
         (spilled.outcome.worker_pid, spilled.outcome.worker_query + 1)
     );
 }
+
+#[test]
+fn users_taking_turns_each_keep_their_own_idle_worker_up_to_the_pool_size() {
+    let run = |e: &QueryEngine, user: &str| {
+        let project = scope();
+        e.run(
+            &QueryRequest {
+                sql: "SELECT count(*) FROM nanbyo_forms",
+                project: &project,
+                user,
+                session: None,
+                snapshot: snapshot(),
+                snapshot_sha256: None,
+                id: None,
+                limits: None,
+            },
+            &MemoryAudit::default(),
+        )
+        .unwrap()
+        .outcome
+    };
+    let mut config = EngineConfig::new(kura_e2e::kura_bin());
+    config.limits = test_limits();
+    config.max_idle_workers = 2;
+    let e = QueryEngine::new(config.clone()).unwrap();
+    let (a1, b1) = (run(&e, "alice"), run(&e, "bob"));
+    let (a2, b2) = (run(&e, "alice"), run(&e, "bob"));
+    assert_eq!(
+        (a2.worker_pid, a2.worker_query),
+        (a1.worker_pid, 2),
+        "alice's worker waited for her"
+    );
+    assert_eq!(
+        (b2.worker_pid, b2.worker_query),
+        (b1.worker_pid, 2),
+        "bob's worker waited for him"
+    );
+    assert_ne!(a1.worker_pid, b1.worker_pid);
+
+    // With room for one idle worker, taking turns evicts the other user's.
+    config.max_idle_workers = 1;
+    let e = QueryEngine::new(config).unwrap();
+    let (a1, _) = (run(&e, "alice"), run(&e, "bob"));
+    let a2 = run(&e, "alice");
+    assert_ne!(a2.worker_pid, a1.worker_pid);
+}
