@@ -292,7 +292,8 @@ fn prepare(opts: &Options) -> Result<Setup, BenchError> {
         Err(_) => {
             let p =
                 kura_identity::password::generate_password().map_err(|e| err("password", &e))?;
-            write_private(&password_file, p.as_bytes()).map_err(|e| err("password file", &e))?;
+            crate::tls::write_private(&password_file, p.as_bytes())
+                .map_err(|e| err("password file", &e))?;
             p
         }
     };
@@ -412,7 +413,7 @@ fn install_snapshot(opts: &Options, state: &Path, target: &Path) -> Result<(), B
                 if let Some(d) = key_file.parent() {
                     std::fs::create_dir_all(d).map_err(|e| err("keys", &e))?;
                 }
-                write_private(&key_file, &key).map_err(|e| err("key file", &e))?;
+                crate::tls::write_private(&key_file, &key).map_err(|e| err("key file", &e))?;
             }
             let options = kura_snapshot::BuildOptions {
                 raw_dir: raw.clone(),
@@ -425,17 +426,4 @@ fn install_snapshot(opts: &Options, state: &Path, target: &Path) -> Result<(), B
             Ok(())
         }
     }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
 }

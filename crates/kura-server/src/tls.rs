@@ -43,7 +43,8 @@ pub fn certificate_files(config: &ServerConfig) -> Result<(PathBuf, PathBuf), Se
     Ok((cert, key))
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes a secret file readable by its owner only (mode 0600), synced.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

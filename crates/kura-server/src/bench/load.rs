@@ -43,19 +43,7 @@ fn wall_us() -> i64 {
 
 /// A random lower-case UUID (version 4), the form the query route accepts as a client's id.
 fn uuid() -> Result<String, BenchError> {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).map_err(client_err)?;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    ))
+    crate::routes::queries::new_uuid().map_err(client_err)
 }
 
 /// A signed-in browser: its own cookie jar and connection, and the session's CSRF token.

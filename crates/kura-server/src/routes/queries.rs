@@ -41,7 +41,8 @@ fn is_uuid(s: &str) -> bool {
         })
 }
 
-fn new_uuid() -> Result<String, ApiError> {
+/// A random lower-case UUID (version 4).
+pub(crate) fn new_uuid() -> Result<String, ApiError> {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).map_err(|e| ApiError::Internal(format!("random: {e}")))?;
     b[6] = (b[6] & 0x0f) | 0x40;
