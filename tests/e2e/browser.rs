@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
-use kura_e2e::browser::{Chrome, WAIT};
+use kura_e2e::browser::{problems, Chrome, WAIT};
 use kura_e2e::kura;
 use kura_e2e::oidc::{TestAccount, TestClient, TestProvider};
 use kura_e2e::server::{free_port, snapshot_dir, Setup, TestServer, PASSWORD};
@@ -18,21 +18,6 @@ const SECRET: &str = "kura-browser-test-client-secret-01234";
 const OLIVE_PASSWORD: &str = "olive's real password";
 const SESSION_COOKIE: &str = "__Host-kura_session";
 const SQL: &str = "SELECT sex, count(*) AS n FROM nanbyo_forms GROUP BY sex ORDER BY sex";
-
-/// Browser-log entries that mean the page broke its own rules: CSP violations (source
-/// "security") and uncaught script errors.
-fn problems(log: &[Value]) -> Vec<String> {
-    log.iter()
-        .filter(|e| {
-            e["source"] == "security"
-                || e["source"] == "javascript"
-                || e["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("Content Security Policy"))
-        })
-        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
-        .collect()
-}
 
 /// The status `GET /api/v1/session` answers for a bare session token, outside the browser.
 fn session_status(server: &TestServer, token: &str) -> u16 {

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use kura_e2e::browser::{Chrome, WAIT};
+use kura_e2e::browser::{problems, Chrome, WAIT};
 use kura_e2e::kura;
 use kura_e2e::server::{project, Setup, TestServer, PASSWORD};
 use serde_json::{json, Value};
@@ -41,21 +41,6 @@ fn setup() -> Setup {
         ],
         ..Setup::default()
     }
-}
-
-/// Browser-log entries that mean the page broke its own rules: CSP violations and uncaught
-/// script errors.
-fn problems(log: &[Value]) -> Vec<String> {
-    log.iter()
-        .filter(|e| {
-            e["source"] == "security"
-                || e["source"] == "javascript"
-                || e["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("Content Security Policy"))
-        })
-        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
-        .collect()
 }
 
 /// The UI's text for `key` in the page's language.

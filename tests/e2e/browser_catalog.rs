@@ -7,24 +7,9 @@
 
 use std::time::Duration;
 
-use kura_e2e::browser::Chrome;
+use kura_e2e::browser::{problems, Chrome};
 use kura_e2e::server::{snapshot_dir, Setup, TestServer, PASSWORD};
 use serde_json::{json, Value};
-
-/// Browser-log entries that mean the page broke its own rules: CSP violations and uncaught
-/// script errors.
-fn problems(log: &[Value]) -> Vec<String> {
-    log.iter()
-        .filter(|e| {
-            e["source"] == "security"
-                || e["source"] == "javascript"
-                || e["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("Content Security Policy"))
-        })
-        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
-        .collect()
-}
 
 /// The `data-*` attribute values of the elements matching `css` that are displayed now.
 fn shown(chrome: &Chrome, css: &str, attr: &str) -> Vec<String> {

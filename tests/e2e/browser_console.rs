@@ -8,25 +8,11 @@
 
 use std::time::Duration;
 
-use kura_e2e::browser::Chrome;
+use kura_e2e::browser::{problems, Chrome};
 use kura_e2e::server::{Setup, TestServer, PASSWORD};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const SLICE: &str = "SELECT count(*) AS n FROM nanbyo_forms WHERE disease_no = ";
-
-/// CSP violations and uncaught script errors in the browser log.
-fn problems(log: &[Value]) -> Vec<String> {
-    log.iter()
-        .filter(|e| {
-            e["source"] == "security"
-                || e["source"] == "javascript"
-                || e["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("Content Security Policy"))
-        })
-        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
-        .collect()
-}
 
 fn ui_text(chrome: &Chrome, key: &str) -> String {
     chrome

@@ -442,6 +442,21 @@ fn decode_base64(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Browser-log entries that mean the page broke its own rules: CSP violations (source
+/// "security") and uncaught script errors.
+pub fn problems(log: &[Value]) -> Vec<String> {
+    log.iter()
+        .filter(|e| {
+            e["source"] == "security"
+                || e["source"] == "javascript"
+                || e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("Content Security Policy"))
+        })
+        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
