@@ -167,6 +167,27 @@ impl Store {
         rows.into_iter().map(finish).collect()
     }
 
+    /// Replaces a local account's password hash and ends its sessions in one transaction.
+    pub fn set_password(&self, id: &str, password_hash: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.db(e))?;
+        let n = tx
+            .execute(
+                "UPDATE ctl_accounts SET password = ?2 WHERE id = ?1 AND source = 'local'",
+                params![id, password_hash],
+            )
+            .map_err(|e| self.db(e))?;
+        if n == 0 {
+            return Err(StoreError::NotFound {
+                what: "local account",
+                id: id.to_string(),
+            });
+        }
+        tx.execute("DELETE FROM ctl_sessions WHERE user = ?1", [id])
+            .map_err(|e| self.db(e))?;
+        tx.commit().map_err(|e| self.db(e))
+    }
+
     /// Disables an account and deletes its sessions in one transaction.
     pub fn disable_account(&self, id: &str) -> Result<Account, StoreError> {
         let mut conn = self.conn();

@@ -299,3 +299,21 @@ fn query_history_is_per_user_and_project_newest_first() {
     assert_eq!(s.outputs("p1").unwrap(), vec![o]);
     assert!(s.outputs("p2").unwrap().is_empty());
 }
+
+#[test]
+fn a_new_password_ends_the_sessions_and_only_local_accounts_have_one() {
+    let (_d, s) = store();
+    account(&s, "alice");
+    let (token, _) = s.create_session("alice", limits(), t0()).unwrap();
+    s.set_password("alice", "$argon2id$new").unwrap();
+    assert!(s.session(&token, limits(), t0()).unwrap().is_none());
+    let (_, hash) = s.local_credentials("alice").unwrap().unwrap();
+    assert_eq!(hash.as_deref(), Some("$argon2id$new"));
+    s.upsert_oidc_account("https://idp|bob", "bob", "Bob", &[], t0())
+        .unwrap();
+    assert!(matches!(
+        s.set_password("bob", "$argon2id$x"),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(s.local_credentials("bob").unwrap().unwrap().1.is_none());
+}

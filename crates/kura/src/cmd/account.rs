@@ -23,6 +23,13 @@ pub enum Command {
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
     },
+    /// Gives a local account a new generated password (printed once); its sessions end.
+    ResetPassword {
+        #[arg(long, default_value = "state")]
+        state: PathBuf,
+        #[arg(long)]
+        id: String,
+    },
     /// Disables an account; its sessions end.
     Disable {
         #[arg(long, default_value = "state")]
@@ -55,6 +62,23 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             let password = create(&state, &id, &name, &roles)?;
             println!("created {id}; password (shown once): {password}");
+        }
+        Command::ResetPassword { state, id } => {
+            let store = Store::open(&state)?;
+            if !matches!(store.local_credentials(&id)?, Some((_, Some(_)))) {
+                bail!("no local account {id:?} in {}", state.display());
+            }
+            let password = kura_identity::password::generate_password()?;
+            let hash = kura_identity::password::hash_password(&password)?;
+            let audit = AuditLog::open(&state, AuditOptions::default())?;
+            audit.append(
+                Event::new(EventKind::AdminAction, OPERATOR)
+                    .object(format!("account:{id}"))
+                    .payload(serde_json::json!({"action": "account.reset_password", "id": id})),
+            )?;
+            store.set_password(&id, &hash)?;
+            audit.close()?;
+            println!("new password for {id} (shown once): {password}");
         }
         Command::Disable { state, id } => {
             let store = Store::open(&state)?;

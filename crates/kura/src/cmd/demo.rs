@@ -258,7 +258,11 @@ fn seed_accounts_and_projects(state: &Path, audit: &AuditLog) -> anyhow::Result<
         println!("  {id:<11} {password}   {name}");
     }
     if !printed {
-        println!("\nDemo accounts exist already (their passwords were printed by the first run).");
+        println!(
+            "\nDemo accounts exist already (their passwords were printed by the first run; \
+             `kura account reset-password --state {} --id researcher` prints a new one).",
+            state.display()
+        );
     }
     for project in demo_projects(now) {
         if store.project(&project.id)?.is_some() {
