@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::config::ServerConfig;
 use crate::error::ServeError;
 use crate::serve::Server;
-use load::{Baseline, Spinners, Target};
+use load::{Baseline, Target};
 pub use report::markdown;
 
 /// The small query, used unchanged on both sides.
@@ -73,8 +73,6 @@ pub struct Options {
     pub requests_concurrent: usize,
     /// All clients sign in as one account (else one account per client).
     pub one_account: bool,
-    /// A spinning thread on every core during every timed phase (see docs/benchmarks.md).
-    pub busy_cpus: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -84,8 +82,8 @@ pub struct Stats {
     pub p99_ms: f64,
     pub mean_ms: f64,
     pub per_second: f64,
-    /// CPU time per request of this process (server and client, or DuckDB) and of the reaped
-    /// sandbox workers, from /proc/self/stat.
+    /// CPU time per request of this process (server and client, or DuckDB) and of the sandbox
+    /// workers (its child processes), from /proc.
     pub cpu_ms_process: Option<f64>,
     pub cpu_ms_workers: Option<f64>,
 }
@@ -146,7 +144,6 @@ pub struct Report {
     pub count: i64,
     pub snapshot_rows: BTreeMap<String, u64>,
     pub accounts: &'static str,
-    pub busy_cpus: bool,
     pub rows: Vec<Row>,
     pub breakdown: Vec<Step>,
     pub goal_added_p50_ms: f64,
@@ -197,19 +194,13 @@ pub fn run(opts: &Options, engine: EngineConfig) -> Result<Report, BenchError> {
             pem,
             password: setup.password.clone(),
             count,
-            busy: opts.busy_cpus,
         };
-        let d1 = baseline.load(1, opts.warmup, opts.requests_single, opts.busy_cpus)?;
+        let d1 = baseline.load(1, opts.warmup, opts.requests_single)?;
         let s1 = client_rt.block_on(async {
             let one = [target.sign_in(&setup.accounts[0]).await?];
             target.load(&one, opts.warmup, opts.requests_single).await
         })?;
-        let dn = baseline.load(
-            opts.clients,
-            opts.warmup,
-            opts.requests_concurrent,
-            opts.busy_cpus,
-        )?;
+        let dn = baseline.load(opts.clients, opts.warmup, opts.requests_concurrent)?;
         let sn = client_rt.block_on(async {
             let mut many = Vec::with_capacity(opts.clients);
             for i in 0..opts.clients {
@@ -240,10 +231,7 @@ pub fn run(opts: &Options, engine: EngineConfig) -> Result<Report, BenchError> {
             })
         })
         .collect::<Result<Vec<_>, BenchError>>()?;
-    let breakdown = {
-        let _spin = Spinners::start(opts.busy_cpus);
-        report::breakdown(opts, &setup, &engine, &baseline)?
-    };
+    let breakdown = report::breakdown(opts, &setup, &engine, &baseline)?;
     let goal_met = rows
         .first()
         .is_some_and(|r| r.added_p50_ms < GOAL_ADDED_P50_MS);
@@ -256,7 +244,6 @@ pub fn run(opts: &Options, engine: EngineConfig) -> Result<Report, BenchError> {
         } else {
             "one account, project and session per client"
         },
-        busy_cpus: opts.busy_cpus,
         rows,
         breakdown,
         goal_added_p50_ms: GOAL_ADDED_P50_MS,
@@ -279,14 +266,8 @@ fn prepare(opts: &Options) -> Result<Setup, BenchError> {
     let err = |what: &str, e: &dyn std::fmt::Display| BenchError::Setup(format!("{what}: {e}"));
     let state = &opts.state_dir;
     std::fs::create_dir_all(state).map_err(|e| err(&state.display().to_string(), &e))?;
+    check_state_dir(state)?;
     let password_file = state.join(PASSWORD_FILE);
-    if state.join(kura_store::DB_FILE).exists() && !password_file.exists() {
-        return Err(BenchError::Setup(format!(
-            "{} holds a Kura state the benchmark did not create; the benchmark adds accounts \
-             with a password stored in the clear, so give it a new directory",
-            state.display()
-        )));
-    }
     let password = match std::fs::read_to_string(&password_file) {
         Ok(p) => p.trim().to_string(),
         Err(_) => {
@@ -380,6 +361,19 @@ fn prepare(opts: &Options) -> Result<Setup, BenchError> {
         password,
         projects,
     })
+}
+
+/// Refuses a state directory holding a Kura state the benchmark did not create: it adds
+/// accounts whose password it keeps in the clear there.
+pub fn check_state_dir(state: &Path) -> Result<(), BenchError> {
+    if state.join(kura_store::DB_FILE).exists() && !state.join(PASSWORD_FILE).exists() {
+        return Err(BenchError::Setup(format!(
+            "{} holds a Kura state the benchmark did not create; the benchmark adds accounts \
+             with a password stored in the clear, so give it a new directory",
+            state.display()
+        )));
+    }
+    Ok(())
 }
 
 fn install_snapshot(opts: &Options, state: &Path, target: &Path) -> Result<(), BenchError> {

@@ -3,8 +3,6 @@
 //! CPU time per request) of both.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kura_query::arrow::array::AsArray;
@@ -22,7 +20,6 @@ pub(super) struct Target {
     pub(super) password: String,
     /// DuckDB's answer, which every server answer must match.
     pub(super) count: i64,
-    pub(super) busy: bool,
 }
 
 /// One timed request: the query id the client chose, wall-clock send and receive times (µs
@@ -102,7 +99,6 @@ impl Target {
         let n = clients.len().max(1);
         self.closed_loop(clients, vec![warmup.div_ceil(n).max(1); n])
             .await?;
-        let _spin = Spinners::start(self.busy);
         let cpu = Cpu::now();
         let t = Instant::now();
         let samples = self.closed_loop(clients, split(total, n)).await?;
@@ -229,7 +225,6 @@ impl Baseline {
         callers: usize,
         warmup: usize,
         total: usize,
-        busy: bool,
     ) -> Result<Stats, BenchError> {
         let expect = self.count()?;
         let n = callers.max(1);
@@ -262,7 +257,6 @@ impl Baseline {
                 })
                 .collect();
             warm.wait();
-            let _spin = Spinners::start(busy);
             let cpu = Cpu::now();
             let t = Instant::now();
             go.wait();
@@ -306,23 +300,44 @@ pub(super) fn stats(mut v: Vec<Duration>, wall: Duration, cpu: Option<(f64, f64)
     }
 }
 
-/// CPU time of this process and of its reaped children (the sandbox workers), from
-/// /proc/self/stat (fields 14-17, in USER_HZ = 100 ticks per second on Linux).
+/// CPU time of this process and of its children (the sandbox workers), in USER_HZ ticks
+/// (100 per second on Linux): the children's is what reaped children used (`cutime + cstime`
+/// of /proc/self/stat) plus what the live ones used so far (their own stat), so a phase's
+/// delta counts idle workers kept across it as well as those that exited during it.
 struct Cpu(Option<(u64, u64)>);
+
+/// (ppid, utime + stime, cutime + cstime) from a /proc/<pid>/stat text.
+fn parse_stat(text: &str) -> Option<(u32, u64, u64)> {
+    // Fields after the command name, which ends at the last ')': state is field 3.
+    let f: Vec<&str> = text
+        .get(text.rfind(')')? + 1..)?
+        .split_whitespace()
+        .collect();
+    let num = |i: usize| f.get(i)?.parse::<u64>().ok();
+    let ppid = f.get(1)?.parse().ok()?;
+    Some((ppid, num(11)? + num(12)?, num(13)? + num(14)?))
+}
 
 impl Cpu {
     fn now() -> Cpu {
         let read = || -> Option<(u64, u64)> {
-            let text = std::fs::read_to_string("/proc/self/stat").ok()?;
-            // Fields after the command name, which ends at the last ')': state is field 3.
-            let rest = text.get(text.rfind(')')? + 1..)?;
-            let f: Vec<u64> = rest
-                .split_whitespace()
-                .skip(11)
-                .take(4)
-                .map(|x| x.parse().ok())
-                .collect::<Option<_>>()?;
-            Some((f.first()? + f.get(1)?, f.get(2)? + f.get(3)?))
+            let (_, own, reaped) = parse_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
+            let me = std::process::id();
+            let live: u64 = std::fs::read_dir("/proc")
+                .ok()?
+                .flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                })
+                .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+                .filter_map(|t| parse_stat(&t))
+                .filter(|(ppid, _, _)| *ppid == me)
+                .map(|(_, used, _)| used)
+                .sum();
+            Some((own, reaped + live))
         };
         Cpu(read())
     }
@@ -338,36 +353,89 @@ impl Cpu {
     }
 }
 
-/// A spinning thread on every core while alive (when `on`): on a VM whose idle vCPUs answer a
-/// disk sync only at the next timer tick this shows what the same syncs cost on busy CPUs.
-pub(super) struct Spinners {
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-impl Spinners {
-    pub(super) fn start(on: bool) -> Spinners {
-        let stop = Arc::new(AtomicBool::new(false));
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads = (0..if on { cores } else { 0 })
-            .map(|_| {
-                let stop = stop.clone();
-                std::thread::spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::hint::spin_loop();
-                    }
-                })
-            })
-            .collect();
-        Spinners { stop, threads }
-    }
-}
+    use super::*;
 
-impl Drop for Spinners {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+    #[test]
+    fn requests_are_split_evenly_and_completely() {
+        for (total, n) in [(2000, 50), (7, 3), (2, 5), (0, 1)] {
+            let parts = split(total, n);
+            assert_eq!(parts.len(), n);
+            assert_eq!(parts.iter().sum::<usize>(), total);
+            let (lo, hi) = (parts.iter().min().unwrap(), parts.iter().max().unwrap());
+            assert!(hi - lo <= 1, "{parts:?}");
         }
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank_whatever_the_order() {
+        // 1..=100 ms in a scrambled order.
+        let times: Vec<Duration> = (0..100u64)
+            .map(|i| Duration::from_millis((i * 37) % 100 + 1))
+            .collect();
+        let s = stats(times, Duration::from_secs(2), Some((300.0, 100.0)));
+        assert_eq!(s.requests, 100);
+        assert!((s.p50_ms - 50.0).abs() < 1e-9, "{}", s.p50_ms);
+        assert!((s.p99_ms - 99.0).abs() < 1e-9, "{}", s.p99_ms);
+        assert!((s.mean_ms - 50.5).abs() < 1e-9, "{}", s.mean_ms);
+        assert!((s.per_second - 50.0).abs() < 1e-9);
+        assert_eq!(s.cpu_ms_process, Some(3.0));
+        assert_eq!(s.cpu_ms_workers, Some(1.0));
+        let one = stats(vec![Duration::from_millis(7)], Duration::ZERO, None);
+        assert_eq!((one.p50_ms, one.p99_ms, one.per_second), (7.0, 7.0, 0.0));
+    }
+
+    #[test]
+    fn query_ids_are_lower_case_version_4_uuids() {
+        for _ in 0..100 {
+            let id = uuid().unwrap();
+            assert_eq!(id.len(), 36);
+            for (i, c) in id.char_indices() {
+                match i {
+                    8 | 13 | 18 | 23 => assert_eq!(c, '-'),
+                    _ => assert!(c.is_ascii_digit() || ('a'..='f').contains(&c), "{id}"),
+                }
+            }
+            assert_eq!(&id[14..15], "4");
+            assert!("89ab".contains(&id[19..20]), "{id}");
+        }
+    }
+
+    #[test]
+    fn a_live_childs_cpu_time_is_counted() {
+        let before = Cpu::now();
+        let mut child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; sleep 5",
+            ])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        let (_, children) = before.since().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(children >= 50.0, "a busy live child counted {children} ms");
+    }
+
+    #[test]
+    fn own_cpu_time_is_read_and_grows() {
+        let before = Cpu::now();
+        assert!(before.0.is_some(), "/proc/self/stat could not be parsed");
+        let t = Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < Duration::from_millis(60) {
+            x = x.wrapping_add(std::hint::black_box(1));
+        }
+        let (process, _children) = before.since().unwrap();
+        assert!(parse_stat("1 (a) b) R 7 1 1 0 -1 0 0 0 0 0 3 4 5 6 20")
+            .is_some_and(|p| p == (7, 7, 11)));
+        assert!(
+            process >= 10.0,
+            "{process} ms after 60 ms of spinning ({x})"
+        );
     }
 }

@@ -233,14 +233,13 @@ pub fn markdown(r: &Report) -> String {
     let cpu = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.1}"));
     let forms = r.snapshot_rows.get("nanbyo_forms").copied().unwrap_or(0);
     let mut s = format!(
-        "`{}` (answer {}) on a snapshot with {forms} nanbyo_forms rows, {}{}.\n\n\
+        "`{}` (answer {}) on a snapshot with {forms} nanbyo_forms rows, {}.\n\n\
          | clients | requests | server p50 (ms) | server p99 (ms) | server mean (ms) | server req/s \
          | DuckDB p50 (ms) | DuckDB p99 (ms) | DuckDB mean (ms) | DuckDB req/s | added p50 (ms) |\n\
          |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         r.sql,
         r.count,
         r.accounts,
-        if r.busy_cpus { ", spinning thread on every core" } else { "" }
     );
     for row in &r.rows {
         let (a, b) = (&row.server, &row.duckdb);
@@ -261,7 +260,7 @@ pub fn markdown(r: &Report) -> String {
     }
     s.push_str(
         "\n| clients | CPU ms/request, server + clients (this process) | CPU ms/request, sandbox \
-         workers (reaped) | CPU ms/request, DuckDB directly |\n|---:|---:|---:|---:|\n",
+         workers | CPU ms/request, DuckDB directly |\n|---:|---:|---:|---:|\n",
     );
     for row in &r.rows {
         s.push_str(&format!(

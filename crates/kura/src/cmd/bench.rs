@@ -53,9 +53,6 @@ pub struct ServerArgs {
     /// All clients sign in as one account (default: one account per client).
     #[arg(long)]
     one_account: bool,
-    /// A spinning thread on every core while timing (see docs/benchmarks.md).
-    #[arg(long)]
-    busy_cpus: bool,
     /// Print the report as JSON instead of Markdown.
     #[arg(long)]
     json: bool,
@@ -65,6 +62,7 @@ fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
     let state = a.state.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("kura-bench-server-{}", std::process::id()))
     });
+    kura_server::bench::check_state_dir(&state)?;
     let snapshot = match a.snapshot {
         Some(file) => SnapshotSource::File(file),
         None if state.join("snapshots/demo.duckdb").is_file() => SnapshotSource::Installed,
@@ -98,7 +96,6 @@ fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
         clients: a.clients.max(1),
         requests_concurrent: a.concurrent_requests.max(1),
         one_account: a.one_account,
-        busy_cpus: a.busy_cpus,
     };
     let report = kura_query::EngineConfig::from_current_exe()
         .map_err(anyhow::Error::from)
