@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
 use kura_e2e::browser::{problems, Chrome, WAIT};
-use kura_e2e::kura;
 use kura_e2e::oidc::{TestAccount, TestClient, TestProvider};
 use kura_e2e::server::{free_port, snapshot_dir, Setup, TestServer, PASSWORD};
 use serde_json::{json, Value};
@@ -353,20 +352,7 @@ fn a_researcher_signs_in_with_openid_queries_stages_and_signs_out() {
         "order: {entries:#?}"
     );
 
-    let status = server.stop();
-    assert!(status.success(), "graceful stop: {status:?}");
-    let out = kura(&[
-        "audit",
-        "verify",
-        "--state",
-        server.state.path().to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "audit verify: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    server.stop_and_verify_audit();
 }
 
 #[test]

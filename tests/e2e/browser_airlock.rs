@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use kura_e2e::browser::{problems, Chrome, WAIT};
-use kura_e2e::kura;
 use kura_e2e::server::{project, Setup, TestServer, PASSWORD};
 use serde_json::{json, Value};
 
@@ -419,18 +418,5 @@ fn an_output_is_submitted_refused_to_its_author_approved_by_two_checkers_and_dow
         "{downloaded}"
     );
 
-    let status = server.stop();
-    assert!(status.success(), "graceful stop: {status:?}");
-    let out = kura(&[
-        "audit",
-        "verify",
-        "--state",
-        server.state.path().to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "audit verify: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    server.stop_and_verify_audit();
 }

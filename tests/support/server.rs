@@ -338,6 +338,26 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// Stops gracefully (exit 0), then `kura audit verify` must find the log intact.
+    pub fn stop_and_verify_audit(&mut self) {
+        let status = self.stop();
+        assert!(status.success(), "graceful stop: {status:?}");
+        let out = kura(&[
+            "audit",
+            "verify",
+            "--state",
+            self.state.path().to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "audit verify: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use kura_e2e::kura;
 use kura_e2e::server::{Setup, TestServer};
 use serde_json::json;
 
@@ -115,20 +114,7 @@ fn a_researchers_day_is_capped_audited_and_verifiable() {
     assert_eq!(completed["rows"], 20);
     assert_eq!(completed["sha256"], result["result_sha256"]);
 
-    let status = server.stop();
-    assert!(status.success(), "graceful stop: {status:?}");
-    let out = kura(&[
-        "audit",
-        "verify",
-        "--state",
-        server.state.path().to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    server.stop_and_verify_audit();
 }
 
 #[test]
