@@ -2,7 +2,10 @@
 //!
 //! - `AuditLog` (`log.rs`) is the only writer: group commit on a writer thread, checkpoints
 //!   signed at least every second, crash recovery on open.
-//! - `LeafStore` (`store.rs`) is the storage interface; `SqliteStore` implements it.
+//! - `LeafStore` (`store.rs`) is the storage interface; `SqliteStore` (one writer process) and
+//!   `PgStore` (`postgres.rs`, several writer processes sharing one database) implement it.
+//! - `AuditLocation` names a log (state directory, or PostgreSQL URL plus key file) so that the
+//!   writer, reader and verifier of a deployment open the same one.
 //! - `verify` is the independent verifier; it shares no tree-hashing code with the writer.
 //! - `AuditReader` (`reader.rs`) serves read-only requests: checkpoints, receipts, search.
 //!
@@ -10,20 +13,26 @@
 
 mod event;
 pub mod leaf;
+mod location;
 mod log;
 pub mod merkle;
 pub mod note;
+pub mod postgres;
 mod reader;
+mod sequencer;
 pub mod sqlite;
 pub mod store;
 pub mod stress;
+mod tip;
 pub mod verify;
 
 use std::path::PathBuf;
 
 pub use event::{Appended, AuditSink, Event, EventKind};
+pub use location::{key_file_verifier_key, AuditLocation};
 pub use log::{AuditLog, AuditOptions, RecoveryReport, KEY_FILE, LOCK_FILE};
-pub use reader::{AuditReader, SearchFilter, SearchHit};
+pub use postgres::PgStore;
+pub use reader::{AuditReader, ReaderStore, SearchFilter, SearchHit};
 pub use sqlite::SqliteStore;
 pub use store::{LeafStore, StoredCheckpoint};
 

@@ -1,9 +1,11 @@
 //! `AuditLog`: opening (with crash recovery), the group-commit writer thread, the checkpoint
 //! signer, payload erasure and shutdown. Appends are acknowledged only after their batch's
-//! transaction committed; a failed commit puts the log into a permanent failed state.
+//! transaction committed. With SQLite a failed commit puts the log into a permanent failed state;
+//! with a shared PostgreSQL log (`postgres/`) a failed transaction fails its batch and the next one
+//! starts again from what the database holds, and only damage stops the log.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -11,10 +13,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::event::{Appended, AuditSink, Event};
 use crate::leaf::{canonical_json, check_field, commitment, Leaf};
-use crate::merkle::{leaf_hash, Frontier, Hash};
+use crate::location::AuditLocation;
+use crate::merkle::leaf_hash;
 use crate::note::LogKey;
+use crate::postgres::PgSequencer;
+use crate::reader::AuditReader;
+use crate::sequencer::{LocalSequencer, Sequencer};
 use crate::sqlite::SqliteStore;
 use crate::store::{LeafStore, NewEntry, StoredCheckpoint};
+use crate::tip::Tip;
 use crate::AuditError;
 
 pub const KEY_FILE: &str = "audit-signing.key";
@@ -28,6 +35,14 @@ pub struct AuditOptions {
     pub checkpoint_interval: Duration,
     /// Most entries committed in one transaction.
     pub max_batch: usize,
+    /// PostgreSQL only: how long the checkpoint-signing lease lasts without renewal. The holder
+    /// renews it every checkpoint interval; another node takes over only once it has expired
+    /// (by the database's clock), so this is also the longest pause in signing after a node dies.
+    /// At least twice the checkpoint interval.
+    pub lease_ttl: Duration,
+    /// PostgreSQL only: this writer's name in the lease and on the checkpoints it signs. Must
+    /// differ between processes; the default (host name, process id, random suffix) does.
+    pub node_name: Option<String>,
 }
 
 impl Default for AuditOptions {
@@ -36,7 +51,16 @@ impl Default for AuditOptions {
             origin: "kura.local/audit".to_string(),
             checkpoint_interval: Duration::from_secs(1),
             max_batch: 4096,
+            lease_ttl: Duration::from_secs(10),
+            node_name: None,
         }
+    }
+}
+
+impl AuditOptions {
+    /// The signing interval the writer uses: at most one second.
+    pub(crate) fn interval(&self) -> Duration {
+        self.checkpoint_interval.min(Duration::from_secs(1))
     }
 }
 
@@ -87,8 +111,9 @@ pub struct AuditLog {
     committed: Arc<AtomicU64>,
     verifier_key: String,
     recovery: RecoveryReport,
-    state_dir: PathBuf,
-    _lock: File,
+    location: AuditLocation,
+    /// The state directory's writer lock (SQLite only; PostgreSQL logs take many writers).
+    _lock: Option<File>,
 }
 
 fn now_micros() -> i64 {
@@ -99,15 +124,47 @@ fn now_micros() -> i64 {
 }
 
 impl AuditLog {
+    /// Opens (creating if needed) the SQLite log of a state directory, as its only writer.
     pub fn open(state_dir: &Path, options: AuditOptions) -> Result<AuditLog, AuditError> {
-        std::fs::create_dir_all(state_dir).map_err(|e| AuditError::Io {
-            path: state_dir.to_path_buf(),
-            source: e,
-        })?;
-        let lock = lock_state(state_dir)?;
-        let key = LogKey::load_or_create(&state_dir.join(KEY_FILE), &options.origin)?;
-        let mut store = SqliteStore::open(state_dir)?;
-        let (mut writer, recovery) = Writer::recover(&mut store, key, &options)?;
+        AuditLog::open_at(&AuditLocation::State(state_dir.to_path_buf()), options)
+    }
+
+    /// Opens (creating the tables if needed) a log in PostgreSQL that other processes may be
+    /// writing at the same time. `key_file` is the log's signing key: the first node to open an
+    /// empty database creates it if it is missing; every other node needs a copy of that file.
+    pub fn open_postgres(
+        url: &str,
+        key_file: &Path,
+        options: AuditOptions,
+    ) -> Result<AuditLog, AuditError> {
+        AuditLog::open_at(&AuditLocation::postgres(url, key_file), options)
+    }
+
+    pub fn open_at(
+        location: &AuditLocation,
+        options: AuditOptions,
+    ) -> Result<AuditLog, AuditError> {
+        let (lock, key, mut seq, tip, recovery): (_, _, Box<dyn Sequencer>, _, _) = match location {
+            AuditLocation::State(state_dir) => {
+                std::fs::create_dir_all(state_dir).map_err(|e| AuditError::Io {
+                    path: state_dir.to_path_buf(),
+                    source: e,
+                })?;
+                let lock = lock_state(state_dir)?;
+                let key = LogKey::load_or_create(&state_dir.join(KEY_FILE), &options.origin)?;
+                let mut store = SqliteStore::open(state_dir)?;
+                let (tip, recovery) = recover(&mut store, &key, true)?;
+                let seq = LocalSequencer {
+                    store: Box::new(store),
+                };
+                (Some(lock), key, Box::new(seq), tip, recovery)
+            }
+            AuditLocation::Postgres { url, key_file } => {
+                let (mut seq, key) = PgSequencer::open(url, key_file, &options)?;
+                let (tip, recovery) = seq.recover(|store| recover(store, &key, false))?;
+                (None, key, Box::new(seq), tip, recovery)
+            }
+        };
         if let Some((index, why)) = &recovery.truncated {
             tracing::warn!(
                 index,
@@ -115,17 +172,24 @@ impl AuditLog {
                 "audit log: truncated a damaged unsigned tail: {why}"
             );
         }
-        let mut store: Box<dyn LeafStore> = Box::new(store);
-        if writer.frontier.size() > writer.signed_size {
-            writer.sign(store.as_mut())?;
+        let mut writer = Writer {
+            key,
+            tip,
+            interval: options.interval(),
+            max_batch: options.max_batch.max(1),
+            failed: None,
+            committed: Arc::new(AtomicU64::new(0)),
+        };
+        if writer.tip.size() > writer.tip.signed_size() {
+            seq.sign(&mut writer.tip, &writer.key)?;
         }
         let verifier_key = writer.key.verifier_key();
-        let committed = Arc::new(AtomicU64::new(writer.frontier.size()));
-        writer.committed = committed.clone();
+        writer.committed.store(writer.tip.size(), Ordering::Release);
+        let committed = writer.committed.clone();
         let (sender, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("kura-audit-writer".into())
-            .spawn(move || writer.run(store, rx))
+            .spawn(move || writer.run(seq, rx))
             .map_err(|e| AuditError::Failed(format!("cannot start the writer thread: {e}")))?;
         Ok(AuditLog {
             sender,
@@ -133,7 +197,7 @@ impl AuditLog {
             committed,
             verifier_key,
             recovery,
-            state_dir: state_dir.to_path_buf(),
+            location: location.clone(),
             _lock: lock,
         })
     }
@@ -146,11 +210,26 @@ impl AuditLog {
         &self.verifier_key
     }
 
+    /// The state directory of a SQLite log; for a PostgreSQL log, the key file's directory.
     pub fn state_dir(&self) -> &Path {
-        &self.state_dir
+        match &self.location {
+            AuditLocation::State(dir) => dir,
+            AuditLocation::Postgres { key_file, .. } => {
+                key_file.parent().unwrap_or_else(|| Path::new("."))
+            }
+        }
     }
 
-    /// Entries durably committed so far.
+    pub fn location(&self) -> &AuditLocation {
+        &self.location
+    }
+
+    /// A read-only view of this log's store (search, receipts, verification), beside the writer.
+    pub fn reader(&self) -> Result<AuditReader, AuditError> {
+        AuditReader::open_at(&self.location)
+    }
+
+    /// Entries durably committed so far (with PostgreSQL: as far as this writer has seen).
     pub fn size(&self) -> u64 {
         self.committed.load(Ordering::Acquire)
     }
@@ -177,7 +256,9 @@ impl AuditLog {
         self.request(|ack| Request::Erase(index, ack))
     }
 
-    /// Signs a checkpoint now if there are unsigned entries; returns the latest checkpoint.
+    /// Signs a checkpoint now if there are unsigned entries; returns the latest checkpoint. On a
+    /// shared PostgreSQL log only the lease holder signs: on another node this returns the latest
+    /// stored checkpoint, which the holder extends within a checkpoint interval.
     pub fn checkpoint(&self) -> Result<Option<StoredCheckpoint>, AuditError> {
         self.request(Request::Checkpoint)
     }
@@ -256,139 +337,100 @@ fn lock_state(state_dir: &Path) -> Result<File, AuditError> {
     Ok(file)
 }
 
+/// Rebuilds the writer's tip from the store, checking every leaf against the chain and every
+/// checkpoint. With `truncate`, damage past the last signed checkpoint is truncated (SQLite: a
+/// torn tail this process wrote); without it (a shared log, where every stored entry may have
+/// been acknowledged by another node) any damage refuses to open.
+pub(crate) fn recover(
+    store: &mut dyn LeafStore,
+    key: &LogKey,
+    truncate: bool,
+) -> Result<(Tip, RecoveryReport), AuditError> {
+    let checkpoints = store.checkpoints()?;
+    for c in &checkpoints {
+        if c.note != key.sign_checkpoint(c.size, &c.root) {
+            return Err(AuditError::Damaged {
+                index: c.size.saturating_sub(1),
+                what: format!(
+                    "the stored checkpoint for size {} is not one this log's key signed",
+                    c.size
+                ),
+            });
+        }
+    }
+    let signed_size = checkpoints.last().map(|c| c.size).unwrap_or(0);
+    let mut tip = Tip::default();
+    let mut next_cp = checkpoints.iter().peekable();
+    let mut problem: Option<(u64, String)> = None;
+    store.scan(0, &mut |entry| {
+        let i = tip.size();
+        if let Err(what) = tip.absorb(entry.index, &entry.leaf) {
+            problem = Some((i, what));
+            return Ok(false);
+        }
+        let size = tip.size();
+        while let Some(c) = next_cp.peek() {
+            if c.size > size {
+                break;
+            }
+            if c.size == size {
+                if let Err(what) = tip.check_checkpoint(size, &c.root) {
+                    problem = Some((size - 1, what));
+                    return Ok(false);
+                }
+            }
+            next_cp.next();
+        }
+        Ok(true)
+    })?;
+    let mut report = RecoveryReport {
+        signed_size,
+        ..Default::default()
+    };
+    if let Some((index, what)) = problem {
+        if index < signed_size || !truncate {
+            return Err(AuditError::Damaged { index, what });
+        }
+        report.removed = store.truncate(index)?;
+        report.truncated = Some((index, what));
+    } else if tip.size() < signed_size {
+        return Err(AuditError::Damaged {
+            index: tip.size(),
+            what: format!(
+                "entries {}..{} are missing below the signed checkpoint of size {signed_size}",
+                tip.size(),
+                signed_size
+            ),
+        });
+    }
+    report.entries = tip.size();
+    Ok((tip, report))
+}
+
 struct Writer {
     key: LogKey,
-    frontier: Frontier,
-    last_hash: Hash,
-    last_ts: i64,
-    signed_size: u64,
+    tip: Tip,
     interval: Duration,
     max_batch: usize,
     failed: Option<String>,
     committed: Arc<AtomicU64>,
 }
 
+/// What a batch entry needs besides its position: computed before the batch's transaction so
+/// that the time spent holding a shared log's append lock is only the position-dependent work.
+struct Prepared {
+    salt: [u8; 32],
+    payload: String,
+    commitment: [u8; 32],
+}
+
 impl Writer {
-    /// Rebuilds the in-memory tree from the store, checking every leaf against the chain and
-    /// every checkpoint. Damage past the last signed checkpoint is truncated; damage at or below
-    /// it refuses to open.
-    fn recover(
-        store: &mut dyn LeafStore,
-        key: LogKey,
-        options: &AuditOptions,
-    ) -> Result<(Writer, RecoveryReport), AuditError> {
-        let checkpoints = store.checkpoints()?;
-        for c in &checkpoints {
-            if c.note != key.sign_checkpoint(c.size, &c.root) {
-                return Err(AuditError::Damaged {
-                    index: c.size.saturating_sub(1),
-                    what: format!(
-                        "the stored checkpoint for size {} is not one this log's key signed",
-                        c.size
-                    ),
-                });
-            }
-        }
-        let signed_size = checkpoints.last().map(|c| c.size).unwrap_or(0);
-        let mut w = Writer {
-            key,
-            frontier: Frontier::default(),
-            last_hash: [0; 32],
-            last_ts: i64::MIN,
-            signed_size,
-            interval: options.checkpoint_interval.min(Duration::from_secs(1)),
-            max_batch: options.max_batch.max(1),
-            failed: None,
-            committed: Arc::new(AtomicU64::new(0)),
-        };
-        let mut next_cp = checkpoints.iter().peekable();
-        let mut problem: Option<(u64, String)> = None;
-        store.scan(0, &mut |entry| {
-            let i = w.frontier.size();
-            let what = if entry.index != i {
-                Some(format!(
-                    "entry {i} is missing (next stored index is {})",
-                    entry.index
-                ))
-            } else {
-                match Leaf::decode(&entry.leaf) {
-                    Err(e) => Some(format!("leaf does not decode: {e}")),
-                    Ok(l) if l.index != i => Some(format!("leaf says index {}", l.index)),
-                    Ok(l) if l.prev_hash != w.last_hash => {
-                        Some("previous-leaf hash does not match the chain".into())
-                    }
-                    Ok(l) if l.timestamp_micros < w.last_ts => {
-                        Some("timestamp earlier than the previous entry".into())
-                    }
-                    Ok(l) => {
-                        w.last_ts = l.timestamp_micros;
-                        None
-                    }
-                }
-            };
-            if let Some(what) = what {
-                problem = Some((i, what));
-                return Ok(false);
-            }
-            w.last_hash = leaf_hash(&entry.leaf);
-            w.frontier.push(w.last_hash);
-            let size = w.frontier.size();
-            while let Some(c) = next_cp.peek() {
-                if c.size > size {
-                    break;
-                }
-                if c.size == size && c.root != w.frontier.root() {
-                    problem = Some((
-                        size - 1,
-                        format!("tree root at size {size} differs from the signed checkpoint"),
-                    ));
-                    return Ok(false);
-                }
-                next_cp.next();
-            }
-            Ok(true)
-        })?;
-        let mut report = RecoveryReport {
-            signed_size,
-            ..Default::default()
-        };
-        if let Some((index, what)) = problem {
-            if index < signed_size {
-                return Err(AuditError::Damaged { index, what });
-            }
-            report.removed = store.truncate(index)?;
-            report.truncated = Some((index, what));
-        } else if w.frontier.size() < signed_size {
-            return Err(AuditError::Damaged {
-                index: w.frontier.size(),
-                what: format!(
-                    "entries {}..{} are missing below the signed checkpoint of size {signed_size}",
-                    w.frontier.size(),
-                    signed_size
-                ),
-            });
-        }
-        report.entries = w.frontier.size();
-        Ok((w, report))
-    }
-
-    fn sign(&mut self, store: &mut dyn LeafStore) -> Result<(), AuditError> {
-        let size = self.frontier.size();
-        if size <= self.signed_size {
-            return Ok(());
-        }
-        let root = self.frontier.root();
-        let note = self.key.sign_checkpoint(size, &root);
-        store.add_checkpoint(&StoredCheckpoint { size, root, note })?;
-        self.signed_size = size;
-        Ok(())
-    }
-
-    fn run(mut self, mut store: Box<dyn LeafStore>, rx: mpsc::Receiver<Request>) {
+    fn run(mut self, mut seq: Box<dyn Sequencer>, rx: mpsc::Receiver<Request>) {
         let mut last_sign = Instant::now();
         let mut pending: Vec<(Event, Reply)> = Vec::new();
         loop {
-            let wait = if self.frontier.size() > self.signed_size {
+            // A shared log wakes every interval: other nodes' entries may need signing.
+            let wait = if seq.shared() || self.tip.size() > self.tip.signed_size() {
                 self.interval.saturating_sub(last_sign.elapsed())
             } else {
                 self.interval
@@ -397,8 +439,8 @@ impl Writer {
                 Ok(r) => Some(r),
                 Err(mpsc::RecvTimeoutError::Timeout) => None,
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    self.flush(store.as_mut(), &mut pending);
-                    let _ = self.checkpoint_or_fail(store.as_mut());
+                    self.flush(seq.as_mut(), &mut pending);
+                    let _ = self.close(seq.as_mut());
                     return;
                 }
             };
@@ -408,54 +450,72 @@ impl Writer {
                     Request::Append(e, r) => {
                         pending.push((e, r));
                         if pending.len() >= self.max_batch {
-                            self.flush(store.as_mut(), &mut pending);
+                            self.flush(seq.as_mut(), &mut pending);
                         }
                     }
                     Request::Erase(index, ack) => {
-                        self.flush(store.as_mut(), &mut pending);
+                        self.flush(seq.as_mut(), &mut pending);
                         let r = match &self.failed {
                             Some(f) => Err(AuditError::Failed(f.clone())),
-                            None => store.erase_payload(index),
+                            None => seq.store().erase_payload(index),
                         };
                         let _ = ack.send(r);
                     }
                     Request::Checkpoint(ack) => {
-                        self.flush(store.as_mut(), &mut pending);
+                        self.flush(seq.as_mut(), &mut pending);
                         let r = self
-                            .checkpoint_or_fail(store.as_mut())
-                            .and_then(|()| store.latest_checkpoint());
+                            .checkpoint_or_fail(seq.as_mut())
+                            .and_then(|()| seq.store().latest_checkpoint());
                         last_sign = Instant::now();
                         let _ = ack.send(r);
                     }
                     Request::Shutdown(ack) => {
-                        self.flush(store.as_mut(), &mut pending);
-                        let _ = ack.send(self.checkpoint_or_fail(store.as_mut()));
+                        self.flush(seq.as_mut(), &mut pending);
+                        let _ = ack.send(self.close(seq.as_mut()));
                         return;
                     }
                 }
                 next = rx.try_recv().ok();
             }
-            self.flush(store.as_mut(), &mut pending);
-            if self.frontier.size() > self.signed_size && last_sign.elapsed() >= self.interval {
-                let _ = self.checkpoint_or_fail(store.as_mut());
+            self.flush(seq.as_mut(), &mut pending);
+            let due = seq.shared() || self.tip.size() > self.tip.signed_size();
+            if due && last_sign.elapsed() >= self.interval {
+                let _ = self.checkpoint_or_fail(seq.as_mut());
                 last_sign = Instant::now();
             }
         }
     }
 
-    fn checkpoint_or_fail(&mut self, store: &mut dyn LeafStore) -> Result<(), AuditError> {
+    fn close(&mut self, seq: &mut dyn Sequencer) -> Result<(), AuditError> {
         if let Some(f) = &self.failed {
             return Err(AuditError::Failed(f.clone()));
         }
-        self.sign(store).inspect_err(|e| {
-            self.failed = Some(format!("writing a checkpoint failed: {e}"));
-            tracing::error!("audit log failed closed: {e}");
+        let r = seq.close(&mut self.tip, &self.key);
+        self.committed.store(self.tip.size(), Ordering::Release);
+        r
+    }
+
+    fn checkpoint_or_fail(&mut self, seq: &mut dyn Sequencer) -> Result<(), AuditError> {
+        if let Some(f) = &self.failed {
+            return Err(AuditError::Failed(f.clone()));
+        }
+        let r = seq.sign(&mut self.tip, &self.key);
+        self.committed.store(self.tip.size(), Ordering::Release);
+        r.inspect_err(|e| {
+            if seq.fatal(e) {
+                self.failed = Some(format!("writing a checkpoint failed: {e}"));
+                tracing::error!("audit log failed closed: {e}");
+            } else {
+                tracing::warn!("audit log: checkpoint not signed, will retry: {e}");
+            }
         })
     }
 
     /// Commits every pending append in one transaction, then acknowledges them all. A failed
-    /// commit is never retried: the log's on-disk state is unknown, so it stops accepting work.
-    fn flush(&mut self, store: &mut dyn LeafStore, pending: &mut Vec<(Event, Reply)>) {
+    /// commit is never retried. When the failure leaves the log's state unknown (SQLite, or
+    /// damage found in a shared log) the log stops accepting work; a shared log whose
+    /// transaction failed re-reads the database's state in its next transaction instead.
+    fn flush(&mut self, seq: &mut dyn Sequencer, pending: &mut Vec<(Event, Reply)>) {
         if pending.is_empty() {
             return;
         }
@@ -475,59 +535,81 @@ impl Writer {
             }
             return;
         }
-        let mut frontier = self.frontier.clone();
-        let mut last_hash = self.last_hash;
-        // One timestamp per batch: non-decreasing across the log even if the clock steps back.
-        let ts = self.last_ts.max(now_micros());
-        let mut entries = Vec::with_capacity(batch.len());
+        let prepared: Vec<Prepared> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, (event, _))| {
+                let mut salt = [0u8; 32];
+                salt.copy_from_slice(&salts[i * 32..i * 32 + 32]);
+                let payload = canonical_json(&event.payload);
+                let commitment = commitment(&salt, &payload);
+                Prepared {
+                    salt,
+                    payload,
+                    commitment,
+                }
+            })
+            .collect();
+        let mut tip = self.tip.clone();
         let mut acks = Vec::with_capacity(batch.len());
-        for (i, (event, _)) in batch.iter().enumerate() {
-            let index = frontier.size();
-            let mut salt = [0u8; 32];
-            salt.copy_from_slice(&salts[i * 32..i * 32 + 32]);
-            let payload = canonical_json(&event.payload);
-            let leaf = Leaf {
-                index,
-                prev_hash: last_hash,
-                timestamp_micros: ts,
-                kind: event.kind.as_str().to_string(),
-                actor: event.actor.clone(),
-                session: event.session.clone(),
-                project: event.project.clone(),
-                objects: event.object.iter().cloned().collect(),
-                commitment: commitment(&salt, &payload),
+        let mut build = |tip: &mut Tip| {
+            acks.clear();
+            // One timestamp per batch: non-decreasing across the log even if this clock steps
+            // back or runs behind another node's.
+            let ts = tip.last_ts.max(now_micros());
+            let mut entries = Vec::with_capacity(batch.len());
+            for ((event, _), p) in batch.iter().zip(&prepared) {
+                let index = tip.size();
+                let leaf = Leaf {
+                    index,
+                    prev_hash: tip.last_hash,
+                    timestamp_micros: ts,
+                    kind: event.kind.as_str().to_string(),
+                    actor: event.actor.clone(),
+                    session: event.session.clone(),
+                    project: event.project.clone(),
+                    objects: event.object.iter().cloned().collect(),
+                    commitment: p.commitment,
+                }
+                .encode();
+                tip.last_hash = leaf_hash(&leaf);
+                tip.last_ts = ts;
+                tip.frontier.push(tip.last_hash);
+                acks.push(Appended {
+                    index,
+                    leaf_hash: tip.last_hash,
+                });
+                entries.push(NewEntry {
+                    index,
+                    leaf,
+                    salt: p.salt,
+                    payload: p.payload.clone(),
+                });
             }
-            .encode();
-            last_hash = leaf_hash(&leaf);
-            frontier.push(last_hash);
-            acks.push(Appended {
-                index,
-                leaf_hash: last_hash,
-            });
-            entries.push(NewEntry {
-                index,
-                leaf,
-                salt,
-                payload,
-            });
-        }
-        match store.append(&entries) {
+            entries
+        };
+        let result = seq.append(&mut tip, &mut build);
+        match result {
             Ok(()) => {
-                self.frontier = frontier;
-                self.last_hash = last_hash;
-                self.last_ts = ts;
-                self.committed
-                    .store(self.frontier.size(), Ordering::Release);
+                self.tip = tip;
+                self.committed.store(self.tip.size(), Ordering::Release);
                 for ((_, reply), ack) in batch.into_iter().zip(acks) {
                     reply.send(Ok(ack));
                 }
             }
-            Err(e) => {
-                let msg = format!("committing entries {}.. failed: {e}", self.frontier.size());
+            Err(e) if seq.fatal(&e) => {
+                let msg = format!("committing entries {}.. failed: {e}", self.tip.size());
                 tracing::error!("audit log failed closed: {msg}");
                 self.failed = Some(msg.clone());
                 for (_, reply) in batch {
                     reply.send(Err(AuditError::Failed(msg.clone())));
+                }
+            }
+            Err(e) => {
+                let msg = format!("the entry was not acknowledged: {e}");
+                tracing::error!("audit log: a batch of {} failed: {e}", batch.len());
+                for (_, reply) in batch {
+                    reply.send(Err(AuditError::Store(msg.clone())));
                 }
             }
         }

@@ -43,26 +43,38 @@ pub fn check_name(name: &str) -> Result<(), AuditError> {
 }
 
 impl LogKey {
+    /// Loads the existing key file `path`, which must sign as `name`.
+    pub fn load(path: &Path, name: &str) -> Result<LogKey, AuditError> {
+        check_name(name)?;
+        let text = std::fs::read_to_string(path).map_err(|e| AuditError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        LogKey::from_text(path, &text, name)
+    }
+
+    fn from_text(path: &Path, text: &str, name: &str) -> Result<LogKey, AuditError> {
+        let key = LogKey::parse(text).map_err(|why| AuditError::Key {
+            path: path.to_path_buf(),
+            why,
+        })?;
+        if key.name != name {
+            return Err(AuditError::Key {
+                path: path.to_path_buf(),
+                why: format!(
+                    "the key signs as {:?} but this log is configured as {name:?}",
+                    key.name
+                ),
+            });
+        }
+        Ok(key)
+    }
+
     /// Loads `path`, or creates it (mode 0600) with a fresh key when it does not exist.
     pub fn load_or_create(path: &Path, name: &str) -> Result<LogKey, AuditError> {
         check_name(name)?;
         match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let key = LogKey::parse(&text).map_err(|why| AuditError::Key {
-                    path: path.to_path_buf(),
-                    why,
-                })?;
-                if key.name != name {
-                    return Err(AuditError::Key {
-                        path: path.to_path_buf(),
-                        why: format!(
-                            "the key signs as {:?} but this log is configured as {name:?}",
-                            key.name
-                        ),
-                    });
-                }
-                Ok(key)
-            }
+            Ok(text) => LogKey::from_text(path, &text, name),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut seed = [0u8; 32];
                 getrandom::fill(&mut seed).map_err(|e| AuditError::Key {

@@ -8,15 +8,80 @@ use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::leaf::Leaf;
+use crate::location::{key_file_verifier_key, AuditLocation};
 use crate::log::KEY_FILE;
 use crate::merkle::{consistency_proof, inclusion_proof, leaf_hash, Hash};
-use crate::note::{hex, receipt, LogKey};
+use crate::note::{hex, receipt};
+use crate::postgres::PgStore;
 use crate::sqlite::SqliteStore;
-use crate::store::{LeafStore, StoredCheckpoint};
+use crate::store::{EntryChunk, LeafStore, NewEntry, ScanEnd, StoredCheckpoint, StoredEntry};
 use crate::AuditError;
 
 pub struct AuditReader {
-    store: SqliteStore,
+    store: ReaderStore,
+}
+
+/// The store behind a reader: whichever backend the log is kept in.
+pub enum ReaderStore {
+    Sqlite(SqliteStore),
+    Postgres(Box<PgStore>),
+}
+
+impl ReaderStore {
+    fn inner(&mut self) -> &mut dyn LeafStore {
+        match self {
+            ReaderStore::Sqlite(s) => s,
+            ReaderStore::Postgres(s) => s.as_mut(),
+        }
+    }
+}
+
+impl LeafStore for ReaderStore {
+    fn append(&mut self, entries: &[NewEntry]) -> Result<(), AuditError> {
+        self.inner().append(entries)
+    }
+    fn scan(
+        &mut self,
+        from: u64,
+        visit: &mut dyn FnMut(StoredEntry) -> Result<bool, AuditError>,
+    ) -> Result<(), AuditError> {
+        self.inner().scan(from, visit)
+    }
+    fn scan_chunks(
+        &mut self,
+        from: u64,
+        chunk_len: usize,
+        visit: &mut dyn FnMut(EntryChunk) -> Result<bool, AuditError>,
+    ) -> Result<ScanEnd, AuditError> {
+        self.inner().scan_chunks(from, chunk_len, visit)
+    }
+    fn orphan_payloads(&mut self) -> Result<Vec<u64>, AuditError> {
+        self.inner().orphan_payloads()
+    }
+    fn entry(&mut self, index: u64) -> Result<Option<StoredEntry>, AuditError> {
+        self.inner().entry(index)
+    }
+    fn leaves(&mut self, size: u64) -> Result<Vec<Vec<u8>>, AuditError> {
+        self.inner().leaves(size)
+    }
+    fn count(&mut self) -> Result<u64, AuditError> {
+        self.inner().count()
+    }
+    fn erase_payload(&mut self, index: u64) -> Result<bool, AuditError> {
+        self.inner().erase_payload(index)
+    }
+    fn add_checkpoint(&mut self, checkpoint: &StoredCheckpoint) -> Result<(), AuditError> {
+        self.inner().add_checkpoint(checkpoint)
+    }
+    fn checkpoints(&mut self) -> Result<Vec<StoredCheckpoint>, AuditError> {
+        self.inner().checkpoints()
+    }
+    fn latest_checkpoint(&mut self) -> Result<Option<StoredCheckpoint>, AuditError> {
+        self.inner().latest_checkpoint()
+    }
+    fn truncate(&mut self, from: u64) -> Result<u64, AuditError> {
+        self.inner().truncate(from)
+    }
 }
 
 /// Supervisor search criteria; all given criteria must match. Times are microseconds since the
@@ -70,25 +135,34 @@ pub fn format_micros(micros: i64) -> String {
 }
 
 impl AuditReader {
+    /// Opens the SQLite log of a state directory read-only.
     pub fn open(state_dir: &Path) -> Result<AuditReader, AuditError> {
         Ok(AuditReader {
-            store: SqliteStore::open_read_only(state_dir)?,
+            store: ReaderStore::Sqlite(SqliteStore::open_read_only(state_dir)?),
         })
     }
 
-    pub fn store(&mut self) -> &mut SqliteStore {
+    /// Opens a PostgreSQL log read-only (its own connection, in read-only transactions).
+    pub fn open_postgres(url: &str) -> Result<AuditReader, AuditError> {
+        Ok(AuditReader {
+            store: ReaderStore::Postgres(Box::new(PgStore::open_read_only(url)?)),
+        })
+    }
+
+    pub fn open_at(location: &AuditLocation) -> Result<AuditReader, AuditError> {
+        match location {
+            AuditLocation::State(dir) => AuditReader::open(dir),
+            AuditLocation::Postgres { url, .. } => AuditReader::open_postgres(url),
+        }
+    }
+
+    pub fn store(&mut self) -> &mut ReaderStore {
         &mut self.store
     }
 
     /// The verifier key of the log whose key file is in `state_dir`.
     pub fn verifier_key(state_dir: &Path) -> Result<String, AuditError> {
-        let path = state_dir.join(KEY_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| AuditError::Io {
-            path: path.clone(),
-            source: e,
-        })?;
-        let key = LogKey::parse(&text).map_err(|why| AuditError::Key { path, why })?;
-        Ok(key.verifier_key())
+        key_file_verifier_key(&state_dir.join(KEY_FILE))
     }
 
     pub fn latest_checkpoint(&mut self) -> Result<Option<StoredCheckpoint>, AuditError> {

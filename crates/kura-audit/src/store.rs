@@ -1,5 +1,6 @@
-//! The storage interface of the log. The writer and the verifier only talk to `LeafStore`, so the
-//! PostgreSQL backend is a second implementation of this trait; SQLite (`sqlite.rs`) is the first.
+//! The storage interface of the log. The writer and the verifier only talk to `LeafStore`:
+//! SQLite (`sqlite.rs`) and PostgreSQL (`postgres.rs`) implement it. Sequencing several writers
+//! on one PostgreSQL log is beside it, in `postgres/shared.rs`.
 
 use crate::AuditError;
 

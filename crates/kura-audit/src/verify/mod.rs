@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::store::{LeafStore, ScanEnd};
-use crate::AuditError;
+use crate::{AuditError, AuditLocation};
 use merkle::TreeBuilder;
 pub use note::{open_checkpoint, verify_receipt, Checkpoint, VerifierKey};
 use pipeline::{Checked, Commitment};
@@ -247,13 +247,37 @@ pub fn verify_state(
     verifier_key: Option<&str>,
     trusted: Option<&str>,
 ) -> Result<Report, AuditError> {
+    verify_at(
+        &AuditLocation::State(state_dir.to_path_buf()),
+        verifier_key,
+        trusted,
+    )
+}
+
+/// Verifies the log at `location` (a state directory or a PostgreSQL database). `verifier_key`
+/// defaults to the key of the location's key file.
+pub fn verify_at(
+    location: &AuditLocation,
+    verifier_key: Option<&str>,
+    trusted: Option<&str>,
+) -> Result<Report, AuditError> {
     let key_text = match verifier_key {
         Some(k) => k.to_string(),
-        None => crate::AuditReader::verifier_key(state_dir)?,
+        None => location.verifier_key()?,
     };
-    let key = VerifierKey::parse(&key_text)
+    let mut reader = crate::AuditReader::open_at(location)?;
+    verify_reader(&mut reader, &key_text, trusted)
+}
+
+/// Verifies the log behind an open reader with `verifier_key`, and cross-checks the writer's
+/// consistency proof from `trusted` to the latest checkpoint with the verifier's own checker.
+pub fn verify_reader(
+    reader: &mut crate::AuditReader,
+    verifier_key: &str,
+    trusted: Option<&str>,
+) -> Result<Report, AuditError> {
+    let key = VerifierKey::parse(verifier_key)
         .map_err(|why| AuditError::Config(format!("verifier key: {why}")))?;
-    let mut reader = crate::AuditReader::open(state_dir)?;
     let report = verify_store(reader.store(), &key, trusted)?;
     // Cross-check the writer's consistency proof against the verifier's checker.
     if let (Some(t), Some(latest), true) = (trusted, &report.latest_checkpoint, report.intact()) {
