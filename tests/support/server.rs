@@ -168,6 +168,18 @@ pub fn project(id: &str, now: DateTime<Utc>) -> kura_store::Project {
     }
 }
 
+/// A project on the `demo` snapshot granting every column the trial-feasibility explorer reads
+/// (all of `nanbyo_forms` and `nanbyo_treatments`), from yesterday for a year.
+pub fn explorer_project(id: &str, now: DateTime<Utc>) -> kura_store::Project {
+    kura_store::Project {
+        tables: BTreeMap::from([
+            ("nanbyo_forms".to_string(), vec!["*".to_string()]),
+            ("nanbyo_treatments".to_string(), vec!["*".to_string()]),
+        ]),
+        ..project(id, now)
+    }
+}
+
 pub struct TestServer {
     pub origin: String,
     pub state: tempfile::TempDir,

@@ -107,6 +107,13 @@ impl Airlock {
         load(&conn, output_id).map(|(r, _)| r)
     }
 
+    /// Runs `f` with the persistent release ledger, read through the airlock's own connection:
+    /// for checks outside a review (the explorer's differencing against released cells).
+    pub fn with_ledger<T>(&self, f: impl FnOnce(&dyn kura_sdc::ReleaseLedger) -> T) -> T {
+        let conn = self.lock();
+        f(&TxLedger(&conn))
+    }
+
     /// Reviews of a project, most recently changed first.
     pub fn project_reviews(&self, project: &str) -> Result<Vec<Review>, AirlockError> {
         self.reviews_where(Some(project), None)

@@ -72,6 +72,19 @@ impl Region {
         }
     }
 
+    pub fn en(self) -> &'static str {
+        match self {
+            Region::Hokkaido => "Hokkaido",
+            Region::Tohoku => "Tohoku",
+            Region::Kanto => "Kanto",
+            Region::Chubu => "Chubu",
+            Region::Kinki => "Kinki",
+            Region::Chugoku => "Chugoku",
+            Region::Shikoku => "Shikoku",
+            Region::Kyushu => "Kyushu-Okinawa",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Region> {
         Region::ALL.into_iter().find(|r| r.key() == s)
     }

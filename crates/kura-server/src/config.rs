@@ -23,6 +23,7 @@ pub struct ServerConfig {
     pub session: SessionConfig,
     pub signin: SigninConfig,
     pub query: QueryConfig,
+    pub explorer: ExplorerConfig,
     pub oidc: Option<OidcSection>,
     /// Directory with `kura.cedarschema` and `*.cedar`; default: the policies built into the
     /// binary (the repository's `policies/authz/`).
@@ -118,6 +119,16 @@ impl QueryConfig {
     }
 }
 
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExplorerConfig {
+    /// The trial-feasibility explorer's secret (at least 32 bytes): it keys the cell-key
+    /// perturbation, so it must stay the same for as long as the snapshots are served (a new key
+    /// gives every cell fresh noise that can be averaged with the old) and be the same on every
+    /// node. Default `<state>/keys/explorer.key`, created with 32 random bytes on first start.
+    pub key_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OidcSection {
@@ -154,6 +165,7 @@ impl Default for ServerConfig {
             session: SessionConfig::default(),
             signin: SigninConfig::default(),
             query: QueryConfig::default(),
+            explorer: ExplorerConfig::default(),
             oidc: None,
             authz_policies: None,
             local_accounts: true,
@@ -186,6 +198,9 @@ impl ServerConfig {
             rebase(p);
         }
         if let Some(p) = config.authz_policies.as_mut() {
+            rebase(p);
+        }
+        if let Some(p) = config.explorer.key_file.as_mut() {
             rebase(p);
         }
         config.check()?;
@@ -235,6 +250,14 @@ impl ServerConfig {
             Some(u) => u.origin().ascii_serialization(),
             None => format!("https://{}", self.listen),
         }
+    }
+
+    /// Where the explorer's secret is read from (and created, for the default path).
+    pub fn explorer_key_file(&self) -> PathBuf {
+        self.explorer
+            .key_file
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("keys").join("explorer.key"))
     }
 
     pub fn session_limits(&self) -> kura_store::SessionLimits {

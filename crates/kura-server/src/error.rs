@@ -216,6 +216,8 @@ pub enum ServeError {
     Oidc(String),
     #[error("airlock: {0}")]
     Airlock(String),
+    #[error("{0}")]
+    Explorer(String),
     #[error("shutting down: {0}")]
     Shutdown(String),
     #[error("cannot listen on {addr}: {source}")]

@@ -10,6 +10,7 @@ pub mod access;
 pub mod bench;
 pub mod config;
 pub mod error;
+pub mod explorer;
 mod ratelimit;
 pub mod results;
 pub mod router;

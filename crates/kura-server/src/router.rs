@@ -8,8 +8,8 @@ use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::Router;
 
-use crate::routes::console;
 use crate::routes::{accounts, auth, catalog, outputs, projects, queries, reviews, service};
+use crate::routes::{console, explorer};
 use crate::state::AppState;
 use crate::MAX_BODY_BYTES;
 
@@ -30,6 +30,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/v1/projects/{pid}/members/{uid}"),
     ("DELETE", "/api/v1/projects/{pid}/members/{uid}"),
     ("GET", "/api/v1/projects/{pid}/catalog"),
+    ("GET", "/api/v1/projects/{pid}/explorer"),
+    ("POST", "/api/v1/projects/{pid}/explorer"),
     ("POST", "/api/v1/projects/{pid}/queries"),
     ("GET", "/api/v1/projects/{pid}/queries"),
     ("POST", "/api/v1/projects/{pid}/queries/{qid}/cancel"),
@@ -84,6 +86,10 @@ pub fn router(app: AppState) -> Router {
             put(projects::set_member).delete(projects::remove_member),
         )
         .route("/api/v1/projects/{pid}/catalog", get(projects::catalog))
+        .route(
+            "/api/v1/projects/{pid}/explorer",
+            get(explorer::form).post(explorer::run),
+        )
         .route(
             "/api/v1/projects/{pid}/queries",
             post(queries::run).get(queries::history),

@@ -91,7 +91,14 @@ impl Server {
                 )
             }
         };
-        let app = Arc::new(App::new(config, store, audit, authz, engine, airlock, oidc));
+        let key_file = config.explorer_key_file();
+        let key =
+            crate::explorer::load_or_create_key(&key_file, config.explorer.key_file.is_none())
+                .map_err(|e| ServeError::Explorer(e.to_string()))?;
+        let explorers = crate::explorer::Explorers::new(key);
+        let app = Arc::new(App::new(
+            config, store, audit, authz, engine, airlock, oidc, explorers,
+        ));
         let ready = Ready {
             addr,
             origin: app.origin.clone(),

@@ -1,5 +1,6 @@
 //! What every request handler shares: configuration, the stores, the audit log, the policies,
-//! the query engine, the OpenID client, the sign-in limiter and the running queries.
+//! the query engine, the OpenID client, the sign-in limiter, the explorers and the running
+//! queries.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,6 +13,7 @@ use kura_query::{CancelHandle, QueryEngine};
 use kura_store::Store;
 
 use crate::config::ServerConfig;
+use crate::explorer::Explorers;
 use crate::ratelimit::SigninLimiter;
 use crate::snapshots::Snapshots;
 
@@ -29,6 +31,7 @@ pub struct App {
     pub oidc: Option<OidcClient>,
     pub snapshots: Snapshots,
     pub limiter: SigninLimiter,
+    pub explorers: Explorers,
     running: Mutex<HashMap<String, Running>>,
 }
 
@@ -50,6 +53,7 @@ impl App {
         engine: Arc<QueryEngine>,
         airlock: Arc<Airlock>,
         oidc: Option<OidcClient>,
+        explorers: Explorers,
     ) -> App {
         let origin = config.origin();
         let snapshots = Snapshots::new(config.state_dir.join("snapshots"));
@@ -68,6 +72,7 @@ impl App {
             oidc,
             snapshots,
             limiter,
+            explorers,
             running: Mutex::new(HashMap::new()),
         }
     }

@@ -8,6 +8,7 @@ mod airlock;
 mod bad_input;
 mod catalog;
 mod console;
+mod explorer;
 mod oidc;
 mod sessions;
 mod startup;

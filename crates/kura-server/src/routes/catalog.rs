@@ -9,7 +9,7 @@
 //! the catalog would cost minutes. A missing, oversized or invalid manifest leaves that snapshot
 //! out and logs a warning; it never fails the page.
 
-mod codes;
+pub(crate) mod codes;
 
 use std::path::Path;
 

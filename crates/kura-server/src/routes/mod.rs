@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod auth;
 pub mod catalog;
 pub mod console;
+pub mod explorer;
 pub mod outputs;
 pub mod projects;
 pub mod queries;

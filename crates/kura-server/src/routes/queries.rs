@@ -2,6 +2,7 @@
 //! it ends), cancel, history, and viewing a kept result again (audited as `result.viewed`).
 //! The answer carries at most `max_rows_shown` rows; nothing here offers a download.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Path, State};
@@ -10,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kura_audit::{Event, EventKind};
 use kura_authz::{Action, Resource};
-use kura_query::{CancelHandle, ProjectScope, QueryError, QueryRequest};
+use kura_query::arrow::record_batch::RecordBatch;
+use kura_query::{CancelHandle, ProjectScope, QueryError, QueryOutcome, QueryRequest};
 use kura_store::{QueryRecord, QueryStatus};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -19,6 +21,7 @@ use crate::access::{authorize, visible_project};
 use crate::error::ApiError;
 use crate::results;
 use crate::session::Caller;
+use crate::snapshots::SnapshotInfo;
 use crate::state::{AppState, Running};
 use crate::{audit, ApiJson};
 
@@ -116,41 +119,17 @@ pub async fn run(
             cancel: cancel.clone(),
         },
     );
-    let scope = ProjectScope {
-        name: project.id.clone(),
-        snapshot: Some(project.snapshot.clone()),
-        tables: project.tables.clone(),
-        expires: Some(project.expires),
-    };
-    let limits = app.config.query.limits();
     let started = Instant::now();
-    let worker_app = app.clone();
-    let user = caller.id().to_string();
-    let session = caller.session.id.clone();
-    let sql = body.sql.clone();
-    let qid = id.clone();
-    let snap = snapshot.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        let mut batches = Vec::new();
-        let request = QueryRequest {
-            sql: &sql,
-            project: &scope,
-            user: &user,
-            session: Some(&session),
-            snapshot: &snap.path,
-            snapshot_sha256: Some(snap.sha256()),
-            id: Some(&qid),
-            limits: Some(limits),
-        };
-        worker_app
-            .engine
-            .run_streaming(&request, worker_app.audit.as_ref(), &cancel, &mut |b| {
-                batches.push(b.clone())
-            })
-            .map(|o| (o, batches))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("query task: {e}")));
+    let outcome = execute(
+        &app,
+        &caller,
+        scope_of(&project),
+        snapshot.clone(),
+        body.sql.clone(),
+        id.clone(),
+        cancel,
+    )
+    .await;
     app.running().remove(&id);
     let ms = started.elapsed().as_millis() as u64;
     let (outcome, batches) = match outcome? {
@@ -198,6 +177,55 @@ pub async fn run(
     Ok((StatusCode::OK, Json(body)).into_response())
 }
 
+/// The sandbox scope of a project's grant.
+pub(crate) fn scope_of(project: &kura_store::Project) -> ProjectScope {
+    ProjectScope {
+        name: project.id.clone(),
+        snapshot: Some(project.snapshot.clone()),
+        tables: project.tables.clone(),
+        expires: Some(project.expires),
+    }
+}
+
+/// Runs `sql` through the sandbox engine as the caller (the engine audits `query.submitted`
+/// before the worker starts and `query.completed` or `query.refused` after), collecting the
+/// Arrow batches. The outer error is the server's own; the inner one the query's.
+pub(crate) async fn execute(
+    app: &AppState,
+    caller: &Caller,
+    scope: ProjectScope,
+    snapshot: Arc<SnapshotInfo>,
+    sql: String,
+    id: String,
+    cancel: CancelHandle,
+) -> Result<Result<(QueryOutcome, Vec<RecordBatch>), QueryError>, ApiError> {
+    let limits = app.config.query.limits();
+    let worker_app = app.clone();
+    let user = caller.id().to_string();
+    let session = caller.session.id.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut batches = Vec::new();
+        let request = QueryRequest {
+            sql: &sql,
+            project: &scope,
+            user: &user,
+            session: Some(&session),
+            snapshot: &snapshot.path,
+            snapshot_sha256: Some(snapshot.sha256()),
+            id: Some(&id),
+            limits: Some(limits),
+        };
+        worker_app
+            .engine
+            .run_streaming(&request, worker_app.audit.as_ref(), &cancel, &mut |b| {
+                batches.push(b.clone())
+            })
+            .map(|o| (o, batches))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("query task: {e}")))
+}
+
 /// Audits that the caller is shown the first rows of a result, then builds the answer.
 #[allow(clippy::too_many_arguments)]
 async fn view(
@@ -236,7 +264,7 @@ async fn view(
     }))
 }
 
-fn query_error(e: QueryError) -> ApiError {
+pub(crate) fn query_error(e: QueryError) -> ApiError {
     match e {
         QueryError::Audit(a) => ApiError::audit(a),
         QueryError::Timeout(_) => ApiError::Timeout(e.to_string()),

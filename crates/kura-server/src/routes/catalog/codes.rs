@@ -1,76 +1,16 @@
 //! The catalog's code lists: the designated diseases (official number and Japanese name from
 //! `kura-registry`'s embedded list, with Kura's English translation from
 //! `data/designated_diseases_en.tsv`) and the prefectures (JIS code, Japanese name and 2020
-//! population from `kura-registry`, English name and the conventional eight regions here).
+//! population from `kura-registry`, English name and the conventional eight regions from
+//! `kura-explorer`, whose closed lists the explorer validates against).
 
 use std::sync::OnceLock;
 
+use kura_explorer::catalog::PREFECTURES;
+use kura_explorer::Region;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-
-/// (id, Japanese, English): the eight regions (地方区分) used in national statistics.
-const REGIONS: [(&str, &str, &str); 8] = [
-    ("hokkaido", "北海道", "Hokkaido"),
-    ("tohoku", "東北", "Tohoku"),
-    ("kanto", "関東", "Kanto"),
-    ("chubu", "中部", "Chubu"),
-    ("kinki", "近畿", "Kinki"),
-    ("chugoku", "中国", "Chugoku"),
-    ("shikoku", "四国", "Shikoku"),
-    ("kyushu", "九州・沖縄", "Kyushu-Okinawa"),
-];
-
-/// (JIS code, English name, region id), in JIS order.
-const PREFECTURES: [(&str, &str, &str); 47] = [
-    ("01", "Hokkaido", "hokkaido"),
-    ("02", "Aomori", "tohoku"),
-    ("03", "Iwate", "tohoku"),
-    ("04", "Miyagi", "tohoku"),
-    ("05", "Akita", "tohoku"),
-    ("06", "Yamagata", "tohoku"),
-    ("07", "Fukushima", "tohoku"),
-    ("08", "Ibaraki", "kanto"),
-    ("09", "Tochigi", "kanto"),
-    ("10", "Gunma", "kanto"),
-    ("11", "Saitama", "kanto"),
-    ("12", "Chiba", "kanto"),
-    ("13", "Tokyo", "kanto"),
-    ("14", "Kanagawa", "kanto"),
-    ("15", "Niigata", "chubu"),
-    ("16", "Toyama", "chubu"),
-    ("17", "Ishikawa", "chubu"),
-    ("18", "Fukui", "chubu"),
-    ("19", "Yamanashi", "chubu"),
-    ("20", "Nagano", "chubu"),
-    ("21", "Gifu", "chubu"),
-    ("22", "Shizuoka", "chubu"),
-    ("23", "Aichi", "chubu"),
-    ("24", "Mie", "kinki"),
-    ("25", "Shiga", "kinki"),
-    ("26", "Kyoto", "kinki"),
-    ("27", "Osaka", "kinki"),
-    ("28", "Hyogo", "kinki"),
-    ("29", "Nara", "kinki"),
-    ("30", "Wakayama", "kinki"),
-    ("31", "Tottori", "chugoku"),
-    ("32", "Shimane", "chugoku"),
-    ("33", "Okayama", "chugoku"),
-    ("34", "Hiroshima", "chugoku"),
-    ("35", "Yamaguchi", "chugoku"),
-    ("36", "Tokushima", "shikoku"),
-    ("37", "Kagawa", "shikoku"),
-    ("38", "Ehime", "shikoku"),
-    ("39", "Kochi", "shikoku"),
-    ("40", "Fukuoka", "kyushu"),
-    ("41", "Saga", "kyushu"),
-    ("42", "Nagasaki", "kyushu"),
-    ("43", "Kumamoto", "kyushu"),
-    ("44", "Oita", "kyushu"),
-    ("45", "Miyazaki", "kyushu"),
-    ("46", "Kagoshima", "kyushu"),
-    ("47", "Okinawa", "kyushu"),
-];
 
 const DISEASES_EN: &str = include_str!("../../../data/designated_diseases_en.tsv");
 
@@ -117,7 +57,8 @@ pub fn code_lists() -> Result<Value, ApiError> {
         })
         .collect();
     let mut prefectures = Vec::with_capacity(PREFECTURES.len());
-    for (p, (code, name_en, region)) in registry_prefectures.iter().zip(PREFECTURES) {
+    for (p, ours) in registry_prefectures.iter().zip(PREFECTURES.iter()) {
+        let code = ours.code;
         if p.code != code {
             return Err(ApiError::Internal(format!(
                 "prefecture code {} of kura-registry does not match the catalog's {code}",
@@ -125,13 +66,13 @@ pub fn code_lists() -> Result<Value, ApiError> {
             )));
         }
         prefectures.push(json!({
-            "code": p.code, "name_ja": p.name_ja, "name_en": name_en, "region": region,
+            "code": p.code, "name_ja": p.name_ja, "name_en": ours.en, "region": ours.region.key(),
             "population_2020": p.population_2020,
         }));
     }
-    let regions: Vec<Value> = REGIONS
+    let regions: Vec<Value> = Region::ALL
         .iter()
-        .map(|(id, ja, en)| json!({"id": id, "ja": ja, "en": en}))
+        .map(|r| json!({"id": r.key(), "ja": r.ja(), "en": r.en()}))
         .collect();
     Ok(json!({"diseases": diseases, "prefectures": prefectures, "regions": regions}))
 }
@@ -174,15 +115,15 @@ mod tests {
         assert_eq!(prefs[12]["name_ja"], "東京都");
         assert_eq!(prefs[12]["name_en"], "Tokyo");
         assert_eq!(prefs[12]["region"], "kanto");
-        let regions: Vec<&str> = REGIONS.iter().map(|r| r.0).collect();
+        let regions: Vec<&str> = Region::ALL.iter().map(|r| r.key()).collect();
         for p in prefs {
             assert!(regions.contains(&p["region"].as_str().unwrap()), "{p}");
         }
-        for r in REGIONS {
+        for r in Region::ALL {
             assert!(
-                prefs.iter().any(|p| p["region"] == r.0),
+                prefs.iter().any(|p| p["region"] == r.key()),
                 "region {} is empty",
-                r.0
+                r.key()
             );
         }
     }
