@@ -250,3 +250,50 @@ fn bad_forms_thin_grants_and_outsiders_are_refused() {
         "a refused form never reaches SQL"
     );
 }
+
+#[test]
+fn explorer_runs_that_shift_one_filter_are_flagged_for_the_supervisor() {
+    let server = TestServer::start(setup());
+    let alice = server.sign_in("alice");
+    let mut views = Vec::new();
+    for d in [11, 12, 13, 14] {
+        let (status, run) = alice.post(
+            "/api/v1/projects/px/explorer",
+            json!({"diseases": [d], "sex": ["female"]}),
+        );
+        assert_eq!(status, 200, "{run}");
+        views.push(run["result"]["by_prefecture"]["query_id"].clone());
+    }
+    let sue = server.sign_in("sue");
+    let (status, usage) = sue.get("/api/v1/audit/usage?days=1");
+    assert_eq!(status, 200, "{usage}");
+    let flags: Vec<&Value> = usage["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "differencing" && f["project"] == "px")
+        .collect();
+    // One flag per view (each view's SQL has its own shape), each naming the shifted disease.
+    assert_eq!(flags.len(), VIEWS.len(), "{usage}");
+    for f in &flags {
+        assert_eq!(f["actor"], "alice");
+        assert_eq!(f["values"], json!(["11", "12", "13", "14"]), "{f}");
+    }
+    let entries = server.audit_of("query.submitted");
+    let by_prefecture: Vec<u64> = views
+        .iter()
+        .map(|qid| {
+            let object = json!(format!("query:{}", qid.as_str().unwrap()));
+            entries
+                .iter()
+                .find(|e| e["objects"].as_array().unwrap().contains(&object))
+                .unwrap()["index"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        flags.iter().any(|f| f["entries"] == json!(by_prefecture)),
+        "the by_prefecture flag lists exactly its four queries"
+    );
+}
