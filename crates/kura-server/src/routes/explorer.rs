@@ -266,130 +266,179 @@ pub async fn run(
         ExplorerError::Invalid { .. } => invalid(e.to_string()),
         other => ApiError::Internal(other.to_string()),
     })?;
-    let run_id = new_uuid()?;
+    let run = Run {
+        app: &app,
+        caller: &caller,
+        project: &project,
+        snapshot: &snapshot,
+        explorer: &explorer,
+        id: new_uuid()?,
+    };
     let started = Instant::now();
-    let mut raws = Vec::with_capacity(View::ALL.len());
-    let mut records = Vec::with_capacity(View::ALL.len());
-    for q in explorer.queries(&filters) {
-        let qid = new_uuid()?;
-        let view_started = Instant::now();
-        app.store.insert_query(&QueryRecord {
-            id: qid.clone(),
-            project: project.id.clone(),
-            user: caller.id().to_string(),
-            sql: format!(
-                "-- explorer run {run_id}, view {}: the kept result holds only the published \
-                 cells (perturbed, rule pack {})\n{}",
-                q.view.name(),
-                explorer.pack().name,
-                q.sql
-            ),
-            status: QueryStatus::Running,
-            row_count: None,
-            duration_ms: None,
-            result_sha256: None,
-            snapshot_sha256: snapshot.sha256().to_string(),
-            error: None,
-            started_at: caller.now,
-        })?;
-        let outcome = execute(
-            &app,
-            &caller,
-            scope_of(&project),
-            snapshot.clone(),
-            q.sql.clone(),
-            qid.clone(),
-            CancelHandle::default(),
-        )
-        .await?;
-        let ms = view_started.elapsed().as_millis() as u64;
-        let batches = match outcome {
-            Ok((_, batches)) => batches,
-            Err(e) => {
-                let status = if e.refusal_rule().is_some() {
-                    QueryStatus::Refused
-                } else {
-                    QueryStatus::Failed
-                };
-                app.store
-                    .finish_query(&qid, status, None, ms, None, Some(&e.to_string()))?;
-                return Err(query_error(e));
-            }
-        };
-        let raw = RawView::from_csv(q.view, &csv_text(&batches)?)
-            .map_err(|e| ApiError::Internal(format!("explorer: {e}")));
-        match raw {
-            Ok(raw) => raws.push(raw),
-            Err(e) => {
-                app.store.finish_query(
-                    &qid,
+    // Query records inserted and not yet finished: failed if the run stops half-way, so the
+    // history never shows a run that is not running.
+    let mut unfinished: Vec<String> = Vec::new();
+    let views = match run.views(&filters, &mut unfinished).await {
+        Ok(v) => v,
+        Err(e) => {
+            for qid in &unfinished {
+                if let Err(store) = app.store.finish_query(
+                    qid,
                     QueryStatus::Failed,
                     None,
-                    ms,
+                    0,
                     None,
-                    Some("unexpected rows"),
-                )?;
-                return Err(e);
+                    Some(&e.to_string()),
+                ) {
+                    tracing::warn!("explorer run {}: query {qid}: {store}", run.id);
+                }
             }
+            return Err(e);
         }
-        records.push((q.view, qid, ms));
-    }
-    let protect_app = app.clone();
-    let sha = snapshot.sha256().to_string();
-    let protect_filters = filters.clone();
-    let protect_explorer = explorer.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        protect_app.airlock.with_ledger(|ledger| {
-            protect_explorer.protect(
-                &protect_filters,
-                &raws,
-                &CheckContext {
-                    snapshot: &sha,
-                    ledger: Some(ledger),
-                },
-            )
-        })
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("explorer task: {e}")))?
-    .map_err(|e| ApiError::Internal(format!("explorer: {e}")))?;
-    let mut body = serde_json::to_value(&result)
-        .map_err(|e| ApiError::Internal(format!("explorer result: {e}")))?;
-    for (view, qid, ms) in &records {
-        let shown = result.view(*view);
-        let (schema, batch) = protected_batch(&shown.protected_csv)
-            .map_err(|e| ApiError::Internal(format!("explorer {}: {e}", view.name())))?;
-        let rows = batch.num_rows() as u64;
-        let path = results::result_path(&app.config.state_dir, qid);
-        let sha256 = tokio::task::spawn_blocking(move || results::write(&path, &schema, &[batch]))
-            .await
-            .map_err(|e| ApiError::Internal(format!("result task: {e}")))??;
-        app.store.finish_query(
-            qid,
-            QueryStatus::Completed,
-            Some(rows),
-            *ms,
-            Some(&sha256),
-            None,
-        )?;
-        let event = Event::new(EventKind::ResultViewed, caller.id())
-            .session(caller.session.id.clone())
-            .project(project.id.clone())
-            .object(format!("query:{qid}"))
-            .payload(json!({
-                "query_id": qid, "explorer_run": run_id, "view": view.name(),
-                "rows_shown": rows, "row_count": rows, "result_sha256": sha256,
-                "suppressed_cells": shown.suppressed_cells,
-            }));
-        audit(&app, event).await?;
-        body[view.name()]["query_id"] = json!(qid);
-    }
+    };
     Ok(Json(json!({
-        "id": run_id,
+        "id": run.id,
         "duration_ms": started.elapsed().as_millis() as u64,
         "snapshot_sha256": snapshot.sha256(),
-        "result": body,
+        "result": views,
     })))
+}
+
+/// One explorer run of one caller.
+struct Run<'a> {
+    app: &'a AppState,
+    caller: &'a Caller,
+    project: &'a Project,
+    snapshot: &'a Arc<SnapshotInfo>,
+    explorer: &'a Arc<Explorer>,
+    id: String,
+}
+
+impl Run<'_> {
+    /// Runs, protects, keeps and audits the three views; returns the result to show.
+    async fn views(
+        &self,
+        filters: &kura_explorer::Filters,
+        unfinished: &mut Vec<String>,
+    ) -> Result<Value, ApiError> {
+        let (app, caller, project, snapshot, explorer) = (
+            self.app,
+            self.caller,
+            self.project,
+            self.snapshot,
+            self.explorer,
+        );
+        let run_id = &self.id;
+        let mut raws = Vec::with_capacity(View::ALL.len());
+        let mut records = Vec::with_capacity(View::ALL.len());
+        for q in explorer.queries(&filters) {
+            let qid = new_uuid()?;
+            let view_started = Instant::now();
+            unfinished.push(qid.clone());
+            app.store.insert_query(&QueryRecord {
+                id: qid.clone(),
+                project: project.id.clone(),
+                user: caller.id().to_string(),
+                sql: format!(
+                    "-- explorer run {run_id}, view {}: the kept result holds only the published \
+                     cells (perturbed, rule pack {})\n{}",
+                    q.view.name(),
+                    explorer.pack().name,
+                    q.sql
+                ),
+                status: QueryStatus::Running,
+                row_count: None,
+                duration_ms: None,
+                result_sha256: None,
+                snapshot_sha256: snapshot.sha256().to_string(),
+                error: None,
+                started_at: caller.now,
+            })?;
+            let outcome = execute(
+                &app,
+                &caller,
+                scope_of(&project),
+                snapshot.clone(),
+                q.sql.clone(),
+                qid.clone(),
+                CancelHandle::default(),
+            )
+            .await?;
+            let ms = view_started.elapsed().as_millis() as u64;
+            let batches = match outcome {
+                Ok((_, batches)) => batches,
+                Err(e) => {
+                    unfinished.retain(|u| u != &qid);
+                    let status = if e.refusal_rule().is_some() {
+                        QueryStatus::Refused
+                    } else {
+                        QueryStatus::Failed
+                    };
+                    app.store
+                        .finish_query(&qid, status, None, ms, None, Some(&e.to_string()))?;
+                    return Err(query_error(e));
+                }
+            };
+            raws.push(
+                RawView::from_csv(q.view, &csv_text(&batches)?)
+                    .map_err(|e| ApiError::Internal(format!("explorer: {e}")))?,
+            );
+            records.push((q.view, qid, ms));
+        }
+        let protect_app = app.clone();
+        let sha = snapshot.sha256().to_string();
+        let protect_filters = filters.clone();
+        let protect_explorer = explorer.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            protect_app.airlock.with_ledger(|ledger| {
+                protect_explorer.protect(
+                    &protect_filters,
+                    &raws,
+                    &CheckContext {
+                        snapshot: &sha,
+                        ledger: Some(ledger),
+                    },
+                )
+            })
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("explorer task: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("explorer: {e}")))?;
+        let mut body = serde_json::to_value(&result)
+            .map_err(|e| ApiError::Internal(format!("explorer result: {e}")))?;
+        for (view, qid, ms) in &records {
+            let shown = result.view(*view);
+            let (schema, batch) = protected_batch(&shown.protected_csv)
+                .map_err(|e| ApiError::Internal(format!("explorer {}: {e}", view.name())))?;
+            let rows = batch.num_rows() as u64;
+            let path = results::result_path(&app.config.state_dir, qid);
+            let sha256 =
+                tokio::task::spawn_blocking(move || results::write(&path, &schema, &[batch]))
+                    .await
+                    .map_err(|e| ApiError::Internal(format!("result task: {e}")))??;
+            unfinished.retain(|u| u != qid);
+            app.store.finish_query(
+                qid,
+                QueryStatus::Completed,
+                Some(rows),
+                *ms,
+                Some(&sha256),
+                None,
+            )?;
+            let event = Event::new(EventKind::ResultViewed, caller.id())
+                .session(caller.session.id.clone())
+                .project(project.id.clone())
+                .object(format!("query:{qid}"))
+                .payload(json!({
+                    "query_id": qid, "explorer_run": run_id, "view": view.name(),
+                    "rows_shown": rows, "row_count": rows, "result_sha256": sha256,
+                    "suppressed_cells": shown.suppressed_cells,
+                }));
+            audit(&app, event).await?;
+            body[view.name()]["query_id"] = json!(qid);
+        }
+        Ok(body)
+    }
 }
 
 #[cfg(test)]
