@@ -1,5 +1,5 @@
-// Kura workspace UI: sign-in, projects, the query workspace, the airlock (an author's outputs and
-// the output checkers' reviews) and the stewards' panel.
+// Kura workspace UI: sign-in, projects, the query workspace, the trial-feasibility explorer, the
+// airlock (an author's outputs and the output checkers' reviews) and the stewards' panel.
 // Runs under a strict CSP: no inline code or styles; untrusted text only ever goes through
 // textContent (never innerHTML). Uses docs/api.md and nothing else.
 'use strict';
@@ -144,6 +144,7 @@
     renderMembers();
     renderWorkspace();
     renderOutputDetail(false);
+    renderExplorer();
     renderConsole();
     renderReviews();
     renderReviewDetail();
@@ -223,7 +224,7 @@
     $('#view-console').hidden = name !== 'console';
     if (name === 'console') $('#nav-console').setAttribute('aria-current', 'page');
     else $('#nav-console').removeAttribute('aria-current');
-    for (const v of ['signin', 'projects', 'workspace', 'reviews']) $('#view-' + v).hidden = v !== name;
+    for (const v of ['signin', 'projects', 'workspace', 'explorer', 'reviews']) $('#view-' + v).hidden = v !== name;
     for (const [nav, view] of [['#nav-projects', 'projects'], ['#nav-reviews', 'reviews']]) {
       if (view === name) $(nav).setAttribute('aria-current', 'page');
       else $(nav).removeAttribute('aria-current');
@@ -240,6 +241,11 @@
       return;
     }
     const hash = location.hash || '#/';
+    const x = /^#\/projects\/([a-z0-9][a-z0-9-]{0,63})\/explorer$/.exec(hash);
+    if (x) {
+      openExplorer(x[1]);
+      return;
+    }
     const m = /^#\/projects\/([a-z0-9][a-z0-9-]{0,63})$/.exec(hash);
     if (m) {
       openWorkspace(m[1]);
@@ -353,6 +359,7 @@
     state.reviews = [];
     state.review = null;
     resetWorkspace();
+    resetExplorer(null);
     resetConsole();
     renderReviews();
     renderReviewDetail();
@@ -480,6 +487,10 @@
     renderHistory();
     renderOutputs();
     updateStage();
+    // The explorer runs queries: researchers of the project only (the server decides the rest).
+    const explorerLink = $('#workspace-explorer-link');
+    explorerLink.hidden = !canQuery();
+    if (p) explorerLink.setAttribute('href', '#/projects/' + enc(p.id) + '/explorer');
     if (!p) return;
     const role = p.my_role ? roleName(p.my_role) : t('projects.notMember');
     $('#project-title').textContent = p.title || p.id;
@@ -1786,6 +1797,576 @@
     $('#view-catalog').dataset.query = q;
   }
 
+  // ===================================================================== feasibility explorer (a project's researchers)
+  // GET and POST /api/v1/projects/{pid}/explorer (docs/explorer.md): a form of closed lists (no
+  // SQL) and three views of perturbed, protected patient counts, each as a chart and as a table.
+  // A suppressed cell shows its marker (`<10`, `－`) and is never drawn as a bar or a point, so
+  // nothing on the page gives it a size. Each view's protected table can be staged for the airlock.
+
+  // Multiple-choice fields, in the form's order; `ventilator` is one of any / yes / no.
+  const EXPLORER_FIELDS = ['diseases', 'severity', 'age_bands', 'sex', 'regions', 'prefectures', 'diagnosis_category',
+    'treatments', 'fiscal_years'];
+  const EXPLORER_VIEWS = ['by_prefecture', 'by_severity', 'by_institutions'];
+
+  // pid: the project shown; options: the GET answer; sel: field -> Set of String(key);
+  // result: the last POST answer; staging: view -> {open, busy, title, output, error}.
+  const ex = {
+    pid: null, project: null, options: null, error: null, loadToken: null,
+    sel: {}, ventilator: '', diseaseQuery: '', diseaseIndex: [],
+    running: null, result: null, staging: {},
+  };
+
+  function resetExplorer(pid) {
+    Object.assign(ex, {
+      pid: pid || null, project: null, options: null, error: null, loadToken: null,
+      sel: Object.fromEntries(EXPLORER_FIELDS.map((f) => [f, new Set()])), ventilator: '', diseaseQuery: '', diseaseIndex: [],
+      running: null, result: null, staging: {},
+    });
+    showError('#explorer-error', null);
+    $('#explorer-fields').replaceChildren();
+    $('#explorer-results').replaceChildren();
+    $('#explorer-meta').textContent = '';
+    $('#explorer-status').textContent = '';
+    setExplorerState(null);
+  }
+
+  function setExplorerState(st) {
+    const view = $('#view-explorer');
+    if (st) view.dataset.state = st;
+    else delete view.dataset.state;
+    $('#explorer-submit').disabled = !ex.options || !!ex.running;
+    $('#explorer-results').setAttribute('aria-busy', st === 'running' ? 'true' : 'false');
+    const status = { running: t('explorer.running'), shown: t('explorer.shown'), loading: t('explorer.loading') }[st];
+    $('#explorer-status').textContent = status || '';
+  }
+
+  async function openExplorer(pid) {
+    showView('explorer');
+    if (ex.pid !== pid) resetExplorer(pid);
+    if (ex.options) {
+      renderExplorer();
+      return;
+    }
+    const token = {};
+    ex.loadToken = token;
+    ex.error = null;
+    renderExplorer();
+    setExplorerState('loading');
+    let project = null;
+    try {
+      // The project only names the page; the explorer's answer decides whether it can be used.
+      const [p, options] = await Promise.all([
+        api('GET', projectPath(pid)).catch((e) => { if (e.status === 401) throw e; return null; }),
+        api('GET', projectPath(pid, '/explorer')),
+      ]);
+      project = p;
+      if (ex.loadToken !== token) return;
+      ex.options = options && typeof options === 'object' ? options : { fields: {} };
+    } catch (e) {
+      if (ex.loadToken !== token || e.status === 401) return;
+      ex.error = e;
+    }
+    ex.project = project;
+    renderExplorer();
+    setExplorerState(ex.error ? 'error' : 'loaded');
+  }
+
+  // A label from the API in the UI's language (the other one when it is missing).
+  const exLabel = (o) => (o ? catalogText(o) || String(o.key) : '');
+  const exFields = () => (ex.options && ex.options.fields) || {};
+
+  function renderExplorer() {
+    if (!ex.pid) return;
+    $('#explorer-back').setAttribute('href', '#/projects/' + enc(ex.pid));
+    const o = ex.options;
+    const title = (ex.project && (ex.project.title || ex.project.id)) || ex.pid;
+    const meta = o ? [t('explorer.meta', {
+      project: title, snapshot: o.snapshot || '—', hash: short(o.snapshot_sha256),
+      pack: o.rule_pack || '—', version: o.rule_pack_version || '',
+    })] : [title];
+    if (o && typeof o.threshold === 'number') meta.push(t('explorer.threshold', { threshold: fmtNum(o.threshold) }));
+    $('#explorer-meta').textContent = meta.join(' ・ ');
+    showError('#explorer-error', ex.error ? explorerErrorText(ex.error) : null, ex.error && ex.error.code);
+    renderExplorerForm();
+    renderExplorerResult();
+    $('#explorer-submit').disabled = !ex.options || !!ex.running;
+    $('#view-explorer').dataset.lang = lang;
+  }
+
+  function explorerErrorText(e) {
+    let head = '';
+    if (e.code === 'kura.explorer.invalid') head = t('explorer.error.invalid');
+    else if (e.code === 'kura.explorer.unavailable') head = t('explorer.error.unavailable');
+    return head ? `${head}: ${e.message}` : e.message;
+  }
+
+  // ------------------------------------------------------------------ the form
+
+  function renderExplorerForm() {
+    const box = $('#explorer-fields');
+    box.replaceChildren();
+    ex.diseaseIndex = [];
+    if (!ex.options) return;
+    const f = exFields();
+    box.append(
+      diseaseField(Array.isArray(f.diseases) ? f.diseases : []),
+      choiceField('severity', f.severity),
+      choiceField('age_bands', f.age_bands, 'explorer-grid'),
+      choiceField('sex', f.sex),
+      placeField(Array.isArray(f.regions) ? f.regions : [], Array.isArray(f.prefectures) ? f.prefectures : []),
+      choiceField('diagnosis_category', f.diagnosis_category),
+      ventilatorField(Array.isArray(f.ventilator) ? f.ventilator : []),
+      choiceField('treatments', f.treatments, 'explorer-scroll', [
+        el('p', { class: 'help', text: t('explorer.treatmentsHelp') })]),
+      choiceField('fiscal_years', f.fiscal_years, 'explorer-grid'));
+    filterDiseases();
+    renderDiseaseChips();
+  }
+
+  // One checkbox; its state lives in ex.sel, so re-rendering (a language change) keeps it.
+  function choiceBox(field, o, cls, text) {
+    const key = String(o.key);
+    const input = el('input', {
+      type: 'checkbox', class: 'explorer-choice', name: 'explorer-' + field, value: key, 'data-field': field,
+      checked: ex.sel[field].has(key),
+    });
+    input.addEventListener('change', () => {
+      if (input.checked) ex.sel[field].add(key);
+      else ex.sel[field].delete(key);
+      if (field === 'diseases') {
+        renderDiseaseChips();
+        filterDiseases();
+      }
+    });
+    return el('label', { class: 'explorer-option' + (cls ? ' ' + cls : ''), 'data-field': field, 'data-key': key },
+      input, ' ', text || el('span', { text: exLabel(o) }));
+  }
+
+  function fieldset(field, ...children) {
+    return el('fieldset', { class: 'explorer-field', 'data-field': field },
+      el('legend', { text: t('explorer.field.' + field) }), ...children);
+  }
+
+  function choiceField(field, list, cls, extra) {
+    const items = Array.isArray(list) ? list : [];
+    return fieldset(field, ...(extra || []), items.length
+      ? el('div', { class: 'explorer-options' + (cls ? ' ' + cls : '') }, ...items.map((o) => choiceBox(field, o)))
+      : el('p', { class: 'muted small', text: field === 'treatments' ? t('explorer.treatmentsNone') : '—' }));
+  }
+
+  // 341 diseases: a search box (number or name, either language) over a scrolling list, and the
+  // chosen ones as removable chips that stay visible whatever the search shows.
+  function diseaseField(list) {
+    const search = el('input', {
+      id: 'explorer-disease-search', type: 'search', autocomplete: 'off', spellcheck: 'false',
+      placeholder: t('explorer.diseaseSearch'), 'aria-controls': 'explorer-disease-list', 'aria-describedby': 'explorer-disease-count',
+    });
+    search.value = ex.diseaseQuery;
+    search.addEventListener('input', () => {
+      ex.diseaseQuery = search.value;
+      filterDiseases();
+    });
+    // Enter in the search box must not submit the whole form.
+    search.addEventListener('keydown', (e) => { if (e.key === 'Enter') e.preventDefault(); });
+    ex.diseaseIndex = list.map((o) => ({
+      key: String(o.key),
+      text: catalogKey(`${o.ja || ''} ${o.en || ''}`),
+      el: choiceBox('diseases', o, 'explorer-disease', el('span', null,
+        el('span', { class: 'mono explorer-disease-no', text: String(o.key) }), ' ', el('span', { text: exLabel(o) }))),
+    }));
+    return fieldset('diseases',
+      el('label', { for: 'explorer-disease-search', class: 'visually-hidden', text: t('explorer.diseaseSearchLabel') }),
+      search,
+      el('div', { id: 'explorer-disease-chosen', class: 'explorer-chips' }),
+      el('p', { id: 'explorer-disease-count', class: 'help', role: 'status' }),
+      el('div', { id: 'explorer-disease-list', class: 'explorer-options explorer-scroll', role: 'group', 'aria-label': t('explorer.field.diseases') },
+        ...ex.diseaseIndex.map((d) => d.el)),
+      el('p', { id: 'explorer-disease-nomatch', class: 'muted small', text: t('explorer.diseaseNoMatch'), hidden: true }));
+  }
+
+  function filterDiseases() {
+    const q = catalogKey(ex.diseaseQuery.trim());
+    const number = /^\d+$/.test(q);
+    let shown = 0;
+    for (const d of ex.diseaseIndex) {
+      d.el.hidden = !(!q || (number ? d.key.startsWith(q) : d.text.includes(q)));
+      if (!d.el.hidden) shown += 1;
+    }
+    const count = $('#explorer-disease-count');
+    if (!count) return;
+    count.textContent = t('explorer.diseaseCount', { shown: fmtNum(shown), chosen: fmtNum(ex.sel.diseases.size) });
+    $('#explorer-disease-nomatch').hidden = shown > 0;
+    $('#view-explorer').dataset.diseaseQuery = q;
+  }
+
+  function renderDiseaseChips() {
+    const box = $('#explorer-disease-chosen');
+    if (!box) return;
+    const chosen = (exFields().diseases || []).filter((o) => ex.sel.diseases.has(String(o.key)));
+    box.replaceChildren(...chosen.map((o) => {
+      const key = String(o.key);
+      const name = `${key} ${exLabel(o)}`;
+      return el('button', {
+        type: 'button', class: 'secondary small-button explorer-chip', 'data-key': key, title: t('explorer.removeChoice', { name }),
+        onclick: () => {
+          ex.sel.diseases.delete(key);
+          const d = ex.diseaseIndex.find((x) => x.key === key);
+          if (d) d.el.querySelector('input').checked = false;
+          renderDiseaseChips();
+          filterDiseases();
+        },
+      }, name, ' ×');
+    }));
+    if (!chosen.length) box.append(el('span', { class: 'muted small', text: t('explorer.diseaseNone') }));
+  }
+
+  // Regions, each with its prefectures; the server unites the two lists.
+  function placeField(regions, prefs) {
+    const known = new Set(regions.map((r) => String(r.key)));
+    const groups = regions.map((r) => el('div', { class: 'explorer-region', 'data-region': String(r.key) },
+      choiceBox('regions', r, 'explorer-region-choice', el('span', { text: t('explorer.regionChoice', { name: exLabel(r) }) })),
+      el('div', { class: 'explorer-prefs' }, ...prefs.filter((p) => String(p.region) === String(r.key)).map((p) => choiceBox('prefectures', p)))));
+    const rest = prefs.filter((p) => !known.has(String(p.region)));
+    if (rest.length) groups.push(el('div', { class: 'explorer-prefs' }, ...rest.map((p) => choiceBox('prefectures', p))));
+    return fieldset('place', el('p', { class: 'help', text: t('explorer.placeHelp') }), ...groups);
+  }
+
+  function ventilatorField(list) {
+    const choices = [{ value: '', text: t('explorer.ventilator.any') }, ...list.map((o) => ({ value: String(o.key), text: exLabel(o) }))];
+    return fieldset('ventilator', el('div', { class: 'explorer-options' }, ...choices.map((c) => {
+      const input = el('input', { type: 'radio', name: 'explorer-ventilator', class: 'explorer-ventilator', value: c.value, checked: ex.ventilator === c.value });
+      input.addEventListener('change', () => { if (input.checked) ex.ventilator = c.value; });
+      return el('label', { class: 'explorer-option', 'data-field': 'ventilator', 'data-key': c.value }, input, ' ', el('span', { text: c.text }));
+    })));
+  }
+
+  function resetExplorerForm() {
+    for (const f of EXPLORER_FIELDS) ex.sel[f].clear();
+    ex.ventilator = '';
+    ex.diseaseQuery = '';
+    renderExplorerForm();
+  }
+
+  // The request: the API's own keys in its order and with its JSON types (numbers stay numbers).
+  function explorerRequest() {
+    const body = {};
+    const fields = exFields();
+    for (const f of EXPLORER_FIELDS) {
+      if (!ex.sel[f].size) continue;
+      body[f] = (fields[f] || []).filter((o) => ex.sel[f].has(String(o.key))).map((o) => o.key);
+    }
+    const vent = (fields.ventilator || []).find((o) => String(o.key) === ex.ventilator);
+    if (ex.ventilator && vent) body.ventilator = vent.key;
+    return body;
+  }
+
+  async function runExplorer(ev) {
+    if (ev) ev.preventDefault();
+    if (!ex.options || ex.running || !ex.pid) return;
+    const pid = ex.pid;
+    const token = {};
+    ex.running = token;
+    ex.result = null;
+    ex.error = null;
+    ex.staging = {};
+    showError('#explorer-error', null);
+    setExplorerState('running');
+    renderExplorerResult();
+    try {
+      const r = await api('POST', projectPath(pid, '/explorer'), explorerRequest());
+      if (ex.running !== token) return;
+      ex.result = r && typeof r === 'object' ? r : null;
+    } catch (e) {
+      if (ex.running !== token || e.status === 401) return;
+      ex.error = e;
+    }
+    ex.running = null;
+    renderExplorer();
+    setExplorerState(ex.error ? 'error' : ex.result ? 'shown' : 'loaded');
+  }
+
+  // ------------------------------------------------------------------ the results
+
+  const isSuppressed = (c) => !!c && typeof c === 'object' && c.suppressed === true;
+  const isPublished = (c) => !!c && typeof c === 'object' && !isSuppressed(c) && typeof c.value === 'number';
+  const seriesOf = (v) => (Array.isArray(v.series) ? v.series : []).map((s) => ({
+    key: String((s.label && s.label.key) || ''), label: exLabel(s.label), values: Array.isArray(s.values) ? s.values : [], total: s.total || null,
+  }));
+
+  function suppressedTitle(marker) {
+    return String(marker).startsWith('<') ? t('explorer.suppressedLt', { marker }) : t('explorer.suppressedOther', { marker });
+  }
+
+  function renderExplorerResult() {
+    const box = $('#explorer-results');
+    box.replaceChildren();
+    const res = ex.result;
+    const r = res && res.result;
+    if (ex.running) {
+      box.append(el('p', { class: 'running', text: t('explorer.running') }));
+      return;
+    }
+    if (!r || typeof r !== 'object') {
+      if (ex.options) box.append(el('p', { class: 'muted', text: t('explorer.noResult') }));
+      return;
+    }
+    box.append(
+      el('p', { id: 'explorer-summary', class: 'explorer-summary' }, t('explorer.result.summary', {
+        pack: r.rule_pack || '—', version: r.rule_pack_version || '', id: short(res.id), ms: fmtNum(res.duration_ms),
+      })),
+      appliedFilters(r.filters),
+      ...EXPLORER_VIEWS.filter((v) => r[v] && typeof r[v] === 'object').map((v) => renderExplorerView(v, r[v])),
+      el('section', { id: 'explorer-method', class: 'note explorer-method' },
+        el('h3', { text: t('explorer.method.heading') }),
+        el('p', { text: t('explorer.method.text', { pack: r.rule_pack || '—', marker: (ex.options && ex.options.marker) || '－' }) }),
+        r.method ? el('details', null, el('summary', { text: t('explorer.method.server') }),
+          el('p', { class: 'explorer-method-server', lang: 'en', text: String(r.method) })) : null));
+  }
+
+  // The canonical filters the server applied, with the form's labels.
+  function appliedFilters(filters) {
+    const f = filters && typeof filters === 'object' ? filters : {};
+    const fields = exFields();
+    const name = (field, v) => exLabel((fields[field] || []).find((o) => String(o.key) === String(v))) || String(v);
+    const dl = el('dl', { class: 'meta-list explorer-filters' });
+    for (const field of ['diseases', 'severity', 'age_bands', 'sex', 'regions', 'prefectures', 'diagnosis_category', 'treatments', 'fiscal_years']) {
+      const values = Array.isArray(f[field]) ? f[field] : [];
+      if (!values.length) continue;
+      const text = values.map((v) => (field === 'diseases' ? `${v} ${name(field, v)}` : name(field, v))).join('、');
+      dl.append(el('dt', { text: t('explorer.field.' + field) }), el('dd', { 'data-field': field, text }));
+    }
+    if (typeof f.ventilator === 'boolean') {
+      dl.append(el('dt', { text: t('explorer.field.ventilator') }), el('dd', { 'data-field': 'ventilator', text: name('ventilator', f.ventilator) }));
+    }
+    return el('section', { class: 'explorer-applied' }, el('h3', { text: t('explorer.result.filters') }),
+      dl.childElementCount ? dl : el('p', { class: 'muted small', text: t('explorer.result.noFilters') }));
+  }
+
+  function renderExplorerView(name, v) {
+    const title = t('explorer.view.' + name);
+    const x = (Array.isArray(v.x) ? v.x : []).map((c) => ({ key: String(c.key), label: exLabel(c) }));
+    const series = seriesOf(v);
+    const counted = series.reduce((a, s) => a + s.values.filter(isSuppressed).length + (isSuppressed(s.total) ? 1 : 0), 0);
+    const n = typeof v.suppressed_cells === 'number' ? v.suppressed_cells : counted;
+    const chart = el('figure', { class: 'explorer-chart', 'data-view': name });
+    if (name === 'by_severity') lineChart(chart, title, x, series);
+    else hbarChart(chart, title, x, series);
+    return el('section', {
+      class: 'panel explorer-view', 'data-view': name, 'data-query-id': v.query_id || null, 'data-suppressed-cells': n,
+      'aria-labelledby': `explorer-${name}-heading`,
+    },
+    el('div', { class: 'detail-head' },
+      el('h3', { id: `explorer-${name}-heading`, text: title }),
+      el('span', { class: 'badge explorer-suppressed-count', 'data-view': name, 'data-count': n, text: t('explorer.suppressedCells', { n: fmtNum(n) }) })),
+    el('div', { class: 'explorer-view-grid' + (series.length > 2 ? ' explorer-view-stacked' : '') }, chart,
+      el('div', { class: 'table-wrap explorer-table-wrap' }, explorerTable(name, title, x, series))),
+    stageBlock(name, v, title));
+  }
+
+  function shownCell(c, xKey, sKey) {
+    const at = { 'data-x': xKey, 'data-series': sKey };
+    if (isSuppressed(c)) {
+      const marker = String(c.display || '');
+      return el('td', { ...at, class: 'num cell-suppressed', 'data-suppressed': 'true', title: suppressedTitle(marker) }, marker);
+    }
+    if (isPublished(c)) return el('td', { ...at, class: 'num', 'data-suppressed': 'false', 'data-value': c.value }, fmtNum(c.value));
+    return el('td', { ...at, class: 'num' }, '—');
+  }
+
+  // One row per category, one column per series, and the totals last.
+  function explorerTable(name, title, x, series) {
+    const head = el('tr', null, el('th', { scope: 'col', text: t('explorer.dim.' + name) }),
+      ...series.map((s) => el('th', { scope: 'col', class: 'num', 'data-series': s.key, text: s.label })));
+    const rows = x.map((c, i) => el('tr', { 'data-x': c.key },
+      el('th', { scope: 'row', text: c.label }), ...series.map((s) => shownCell(s.values[i], c.key, s.key))));
+    if (series.some((s) => s.total)) {
+      rows.push(el('tr', { class: 'explorer-total-row', 'data-x': 'total' }, el('th', { scope: 'row', text: t('explorer.total') }),
+        ...series.map((s) => (s.total ? shownCell(s.total, 'total', s.key) : el('td', { class: 'num', 'data-x': 'total', 'data-series': s.key })))));
+    }
+    return el('table', { class: 'result-table explorer-table', 'data-view': name },
+      el('caption', { class: 'visually-hidden', text: t('explorer.tableCaption', { view: title }) }),
+      el('thead', null, head), el('tbody', null, ...rows));
+  }
+
+  function chartTicks(max) {
+    const mid = Math.round(max / 2);
+    return mid > 0 && mid < max ? [0, mid, max] : [0, max];
+  }
+
+  function chartLegend(series, lines) {
+    return el('ul', { class: 'chart-legend' }, ...series.map((s, k) => el('li', { 'data-series': s.key },
+      el('span', { class: `legend-swatch series-${k % 8}` + (lines && s.key === 'TOTAL' ? ' legend-total' : '') }), ' ', s.label)));
+  }
+
+  // Horizontal bars, one row per category: a published cell is a rect whose length is its value
+  // (0 included), a suppressed one only its marker at the axis.
+  function hbarChart(box, title, x, series) {
+    const barH = 14;
+    const rowH = Math.max(19, barH * series.length + 5);
+    const W = 560; const left = 112; const right = 60; const top = 8; const bottom = 26;
+    const H = top + bottom + rowH * Math.max(x.length, 1);
+    const plotW = W - left - right;
+    const max = Math.max(1, ...series.flatMap((s) => s.values.filter(isPublished).map((c) => c.value)));
+    const xx = (v) => left + (v / max) * plotW;
+    const chart = svg('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart-svg explorer-svg', role: 'img', 'aria-label': title });
+    chart.append(svg('title', null, title));
+    for (const v of chartTicks(max)) {
+      chart.append(svg('line', { x1: xx(v).toFixed(2), x2: xx(v).toFixed(2), y1: top, y2: H - bottom, class: 'chart-grid' }),
+        svg('text', { x: xx(v).toFixed(2), y: H - 8, class: 'chart-label chart-label-x' }, fmtNum(v)));
+    }
+    x.forEach((c, i) => {
+      const y0 = top + i * rowH;
+      chart.append(svg('text', { x: left - 6, y: (y0 + rowH / 2 + 4).toFixed(2), class: 'explorer-axis-label' }, c.label));
+      series.forEach((s, k) => {
+        const cell = s.values[i];
+        const y = y0 + (rowH - barH * series.length) / 2 + k * barH;
+        if (isPublished(cell)) {
+          chart.append(svg('rect', {
+            x: left, y: y.toFixed(2), width: (xx(cell.value) - left).toFixed(2), height: barH - 2,
+            class: `chart-bar series-${k % 8} explorer-bar`, 'data-x': c.key, 'data-series': s.key, 'data-value': cell.value,
+          }, svg('title', null, `${c.label} · ${s.label}: ${fmtNum(cell.value)}`)));
+          chart.append(svg('text', { x: (xx(cell.value) + 4).toFixed(2), y: (y + barH - 3).toFixed(2), class: 'explorer-bar-value' }, fmtNum(cell.value)));
+        } else if (isSuppressed(cell)) {
+          chart.append(svg('text', {
+            x: left + 4, y: (y + barH - 3).toFixed(2), class: 'explorer-bar-suppressed', 'data-x': c.key, 'data-series': s.key,
+          }, String(cell.display || ''), svg('title', null, `${c.label} · ${s.label}: ${suppressedTitle(cell.display || '')}`)));
+        }
+      });
+    });
+    chart.append(svg('line', { x1: left, x2: left, y1: top, y2: H - bottom, class: 'chart-axis' }));
+    const marker = (ex.options && ex.options.marker) || '－';
+    box.replaceChildren(chart, series.length > 1 ? chartLegend(series, false) : '',
+      el('figcaption', { class: 'help', text: t('explorer.chartBars', { marker }) }));
+  }
+
+  // One line per series over the categories; a suppressed point breaks its line (a gap, not 0).
+  function lineChart(box, title, x, series) {
+    const W = 640; const H = 280; const left = 56; const right = 44; const top = 14; const bottom = 30;
+    const plotW = W - left - right; const plotH = H - top - bottom;
+    const n = x.length;
+    const max = Math.max(1, ...series.flatMap((s) => s.values.filter(isPublished).map((c) => c.value)));
+    const xx = (i) => (n <= 1 ? left + plotW / 2 : left + (i * plotW) / (n - 1));
+    const yy = (v) => top + plotH - (v / max) * plotH;
+    const chart = svg('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart-svg explorer-svg', role: 'img', 'aria-label': title });
+    chart.append(svg('title', null, title));
+    for (const v of chartTicks(max)) {
+      chart.append(svg('line', { x1: left, x2: W - right, y1: yy(v).toFixed(2), y2: yy(v).toFixed(2), class: 'chart-grid' }),
+        svg('text', { x: left - 4, y: (yy(v) + 4).toFixed(2), class: 'chart-label chart-label-y' }, fmtNum(v)));
+    }
+    const step = Math.max(1, Math.ceil(n / 8));
+    x.forEach((c, i) => {
+      if (i % step === 0) chart.append(svg('text', { x: xx(i).toFixed(2), y: H - 9, class: 'chart-label chart-label-x' }, c.label));
+    });
+    chart.append(svg('line', { x1: left, x2: W - right, y1: yy(0), y2: yy(0), class: 'chart-axis' }));
+    series.forEach((s, k) => {
+      const runs = [];
+      let run = [];
+      x.forEach((c, i) => {
+        const cell = s.values[i];
+        if (isPublished(cell)) run.push([xx(i), yy(cell.value)]);
+        else if (run.length) {
+          runs.push(run);
+          run = [];
+        }
+      });
+      if (run.length) runs.push(run);
+      const d = runs.filter((r) => r.length > 1)
+        .map((r) => r.map(([px, py], j) => `${j ? 'L' : 'M'}${px.toFixed(2)},${py.toFixed(2)}`).join(' ')).join(' ');
+      const cls = `series-${k % 8}` + (s.key === 'TOTAL' ? ' explorer-line-total' : '');
+      if (d) chart.append(svg('path', { d, class: `chart-line explorer-line ${cls}`, 'data-series': s.key }));
+      x.forEach((c, i) => {
+        const cell = s.values[i];
+        if (!isPublished(cell)) return;
+        chart.append(svg('circle', {
+          cx: xx(i).toFixed(2), cy: yy(cell.value).toFixed(2), r: 3.5, class: `chart-point explorer-point ${cls}`,
+          'data-x': c.key, 'data-series': s.key, 'data-value': cell.value,
+        }, svg('title', null, `${c.label} · ${s.label}: ${fmtNum(cell.value)}`)));
+      });
+    });
+    box.replaceChildren(chart, chartLegend(series, true), el('figcaption', { class: 'help', text: t('explorer.chartGap') }));
+  }
+
+  // ------------------------------------------------------------------ staging a view
+
+  function stageBlock(name, v, title) {
+    const st = ex.staging[name] || {};
+    const can = typeof v.query_id === 'string' && v.query_id !== '';
+    const inputId = `explorer-stage-title-${name}`;
+    const input = el('input', { id: inputId, type: 'text', maxlength: '200', class: 'explorer-stage-title', 'data-view': name });
+    input.value = st.title !== undefined ? st.title : title;
+    input.addEventListener('input', () => { (ex.staging[name] = ex.staging[name] || {}).title = input.value; });
+    const form = el('form', { class: 'explorer-stage-form', 'data-view': name, hidden: !st.open, novalidate: true },
+      el('label', { for: inputId, text: t('explorer.stage.title') }), input,
+      el('div', { class: 'detail-actions' },
+        el('button', { type: 'submit', class: 'primary explorer-stage-submit', 'data-view': name, disabled: !!st.busy, text: t('explorer.stage.submit') }),
+        el('button', {
+          type: 'button', class: 'secondary explorer-stage-cancel', 'data-view': name, text: t('explorer.stage.cancel'),
+          onclick: () => {
+            Object.assign(ex.staging[name] = ex.staging[name] || {}, { open: false, error: null });
+            renderExplorerResult();
+          },
+        })));
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      stageView(name);
+    });
+    const status = el('p', {
+      class: 'form-status explorer-stage-status', role: 'status', 'data-view': name,
+      'data-output-id': st.output ? st.output.id : null, 'data-status': st.output ? st.output.status : null,
+    });
+    if (st.output) {
+      status.append(t('explorer.stage.done', { id: st.output.id, status: tv('outputStatus.', st.output.status) }), ' ',
+        el('a', { class: 'explorer-stage-link', href: '#/projects/' + enc(ex.pid), text: t('explorer.stage.openWorkspace') }));
+    } else if (st.error) {
+      status.classList.add('error-text');
+      status.append(st.error.message || '');
+      if (st.error.code) status.append(' ', el('small', { class: 'error-code', text: st.error.code }));
+    } else if (!can) {
+      status.append(t('explorer.stage.unavailable'));
+    }
+    const open = el('button', {
+      type: 'button', class: 'secondary explorer-stage-open', 'data-view': name, disabled: !can || !!st.open || !!st.busy,
+      text: t('explorer.stage.open'),
+      onclick: () => {
+        Object.assign(ex.staging[name] = ex.staging[name] || {}, { open: true, error: null });
+        renderExplorerResult();
+        const again = document.getElementById(inputId);
+        if (again) again.focus();
+      },
+    });
+    return el('div', { class: 'explorer-stage', 'data-view': name },
+      el('div', { class: 'detail-actions' }, open, el('span', { class: 'help', text: t('explorer.stage.help') })), form, status);
+  }
+
+  async function stageView(name) {
+    const res = ex.result;
+    const v = res && res.result && res.result[name];
+    if (!v || !v.query_id || !ex.pid) return;
+    const st = ex.staging[name] = ex.staging[name] || {};
+    const title = (st.title !== undefined ? st.title : t('explorer.view.' + name)).trim();
+    if (!title) {
+      st.error = { message: t('explorer.stage.needTitle') };
+      renderExplorerResult();
+      return;
+    }
+    const pid = ex.pid;
+    st.busy = true;
+    st.error = null;
+    renderExplorerResult();
+    try {
+      const o = await api('POST', projectPath(pid, '/outputs'), { query_id: v.query_id, title });
+      if (ex.result !== res) return;
+      st.output = o && typeof o === 'object' ? o : { id: '—', status: 'draft' };
+      st.open = false;
+    } catch (e) {
+      if (e.status === 401 || ex.result !== res) return;
+      st.error = e;
+    } finally {
+      st.busy = false;
+    }
+    if (ex.result === res) renderExplorerResult();
+  }
+
   // ===================================================================== supervisor console (supervisors, stewards; read-only)
   // The audit log browser, one entry with its inclusion proof, the latest checkpoint, "verify
   // now", and the usage dashboard: charts are SVG built element by element (no library, no
@@ -2249,6 +2830,8 @@
     $('#review-refresh').addEventListener('click', () => loadReview());
     $('#vote-form').addEventListener('submit', (e) => { e.preventDefault(); submitVote(); });
     $('#catalog-search').addEventListener('input', filterDataCatalog);
+    $('#explorer-form').addEventListener('submit', runExplorer);
+    $('#explorer-reset').addEventListener('click', resetExplorerForm);
     bindConsole();
     window.addEventListener('hashchange', route);
   }
