@@ -3,9 +3,9 @@
 //! sessions.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
+use crate::db::{args, Row};
 use crate::{parse_ts, ts, valid_id, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,35 +45,23 @@ pub struct NewAccount<'a> {
 
 const COLUMNS: &str = "id, name, roles, disabled, source, created_at";
 
-fn account(row: &Row<'_>) -> rusqlite::Result<(Account, String, String)> {
-    let roles: String = row.get(2)?;
-    let created: String = row.get(5)?;
-    let source: String = row.get(4)?;
-    Ok((
-        Account {
-            id: row.get(0)?,
-            name: row.get(1)?,
-            roles: Vec::new(),
-            disabled: row.get(3)?,
-            source: if source == "oidc" {
-                AccountSource::Oidc
-            } else {
-                AccountSource::Local
-            },
-            created_at: DateTime::<Utc>::MIN_UTC,
+fn account(row: &Row) -> Result<Account, StoreError> {
+    let roles = row.text(2)?;
+    Ok(Account {
+        id: row.text(0)?,
+        name: row.text(1)?,
+        roles: serde_json::from_str(&roles).map_err(|e| StoreError::Corrupt {
+            what: "account roles",
+            why: e.to_string(),
+        })?,
+        disabled: row.bool(3)?,
+        source: if row.text(4)? == "oidc" {
+            AccountSource::Oidc
+        } else {
+            AccountSource::Local
         },
-        roles,
-        created,
-    ))
-}
-
-fn finish((mut a, roles, created): (Account, String, String)) -> Result<Account, StoreError> {
-    a.roles = serde_json::from_str(&roles).map_err(|e| StoreError::Corrupt {
-        what: "account roles",
-        why: e.to_string(),
-    })?;
-    a.created_at = parse_ts("account", &created)?;
-    Ok(a)
+        created_at: parse_ts("account", &row.text(5)?)?,
+    })
 }
 
 fn check_new(id: &str, name: &str) -> Result<(), StoreError> {
@@ -92,49 +80,51 @@ fn check_new(id: &str, name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+fn roles_json(roles: &[String]) -> Result<String, StoreError> {
+    serde_json::to_string(roles).map_err(|e| StoreError::Invalid {
+        what: "roles",
+        why: e.to_string(),
+    })
+}
+
 impl Store {
+    /// Creates a local account; `Conflict` when the id is taken (also when two nodes race).
     pub fn create_account(
         &self,
         new: &NewAccount<'_>,
         now: DateTime<Utc>,
     ) -> Result<Account, StoreError> {
         check_new(new.id, new.name)?;
-        let roles = serde_json::to_string(new.roles).map_err(|e| StoreError::Invalid {
-            what: "roles",
-            why: e.to_string(),
-        })?;
-        let conn = self.conn();
-        let n = conn
-            .execute(
-                "INSERT INTO ctl_accounts (id, name, roles, password, source, created_at)
-                 VALUES (?1, ?2, ?3, ?4, 'local', ?5) ON CONFLICT(id) DO NOTHING",
-                params![new.id, new.name, roles, new.password_hash, ts(now)],
+        let roles = roles_json(new.roles)?;
+        let now = ts(now);
+        let row = self.run(|c| {
+            c.query_opt(
+                &format!(
+                    "INSERT INTO ctl_accounts (id, name, roles, password, source, created_at)
+                     VALUES (?1, ?2, ?3, ?4, 'local', ?5) ON CONFLICT (id) DO NOTHING
+                     RETURNING {COLUMNS}"
+                ),
+                args![new.id, new.name, &roles, new.password_hash, &now],
             )
-            .map_err(|e| self.db(e))?;
-        drop(conn);
-        if n == 0 {
-            return Err(StoreError::Conflict {
+        })?;
+        match row {
+            Some(row) => account(&row),
+            None => Err(StoreError::Conflict {
                 what: "account",
                 id: new.id.to_string(),
-            });
+            }),
         }
-        self.account(new.id)?.ok_or_else(|| StoreError::NotFound {
-            what: "account",
-            id: new.id.to_string(),
-        })
     }
 
     pub fn account(&self, id: &str) -> Result<Option<Account>, StoreError> {
-        let conn = self.conn();
-        let row = conn
-            .query_row(
+        self.run(|c| {
+            c.query_opt(
                 &format!("SELECT {COLUMNS} FROM ctl_accounts WHERE id = ?1"),
-                [id],
-                account,
+                args![id],
             )
-            .optional()
-            .map_err(|e| self.db(e))?;
-        row.map(finish).transpose()
+        })?
+        .map(|r| account(&r))
+        .transpose()
     }
 
     /// The account and its password hash (None for OpenID accounts), for a local sign-in.
@@ -142,78 +132,72 @@ impl Store {
         &self,
         id: &str,
     ) -> Result<Option<(Account, Option<String>)>, StoreError> {
-        let conn = self.conn();
-        let row = conn
-            .query_row(
+        self.run(|c| {
+            c.query_opt(
                 &format!("SELECT {COLUMNS}, password FROM ctl_accounts WHERE id = ?1"),
-                [id],
-                |r| Ok((account(r)?, r.get::<_, Option<String>>(6)?)),
+                args![id],
             )
-            .optional()
-            .map_err(|e| self.db(e))?;
-        row.map(|(a, p)| Ok((finish(a)?, p))).transpose()
+        })?
+        .map(|r| Ok((account(&r)?, r.opt_text(6)?)))
+        .transpose()
     }
 
     pub fn accounts(&self) -> Result<Vec<Account>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(&format!("SELECT {COLUMNS} FROM ctl_accounts ORDER BY id"))
-            .map_err(|e| self.db(e))?;
-        let rows = stmt
-            .query_map([], account)
-            .map_err(|e| self.db(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.db(e))?;
-        rows.into_iter().map(finish).collect()
+        self.run(|c| {
+            c.query(
+                &format!("SELECT {COLUMNS} FROM ctl_accounts ORDER BY id"),
+                &[],
+            )
+        })?
+        .iter()
+        .map(account)
+        .collect()
     }
 
     /// Replaces a local account's password hash and ends its sessions in one transaction.
     pub fn set_password(&self, id: &str, password_hash: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.db(e))?;
-        let n = tx
-            .execute(
+        self.transaction(|c| {
+            let n = c.execute(
                 "UPDATE ctl_accounts SET password = ?2 WHERE id = ?1 AND source = 'local'",
-                params![id, password_hash],
-            )
-            .map_err(|e| self.db(e))?;
-        if n == 0 {
-            return Err(StoreError::NotFound {
-                what: "local account",
-                id: id.to_string(),
-            });
-        }
-        tx.execute("DELETE FROM ctl_sessions WHERE user = ?1", [id])
-            .map_err(|e| self.db(e))?;
-        tx.commit().map_err(|e| self.db(e))
+                args![id, password_hash],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound {
+                    what: "local account",
+                    id: id.to_string(),
+                });
+            }
+            c.execute("DELETE FROM ctl_sessions WHERE \"user\" = ?1", args![id])?;
+            Ok(())
+        })
     }
 
     /// Disables an account and deletes its sessions in one transaction.
     pub fn disable_account(&self, id: &str) -> Result<Account, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.db(e))?;
-        let n = tx
-            .execute("UPDATE ctl_accounts SET disabled = 1 WHERE id = ?1", [id])
-            .map_err(|e| self.db(e))?;
-        if n == 0 {
-            return Err(StoreError::NotFound {
+        let row = self.transaction(|c| {
+            let row = c.query_opt(
+                &format!(
+                    "UPDATE ctl_accounts SET disabled = TRUE WHERE id = ?1 RETURNING {COLUMNS}"
+                ),
+                args![id],
+            )?;
+            if row.is_some() {
+                c.execute("DELETE FROM ctl_sessions WHERE \"user\" = ?1", args![id])?;
+            }
+            Ok(row)
+        })?;
+        match row {
+            Some(row) => account(&row),
+            None => Err(StoreError::NotFound {
                 what: "account",
                 id: id.to_string(),
-            });
+            }),
         }
-        tx.execute("DELETE FROM ctl_sessions WHERE user = ?1", [id])
-            .map_err(|e| self.db(e))?;
-        tx.commit().map_err(|e| self.db(e))?;
-        drop(conn);
-        self.account(id)?.ok_or_else(|| StoreError::NotFound {
-            what: "account",
-            id: id.to_string(),
-        })
     }
 
     /// The account of an OpenID identity: created on first sign-in (id derived by the caller),
     /// name and roles refreshed from the provider on every sign-in. A disabled account stays
-    /// disabled.
+    /// disabled. Nodes racing through the first sign-in of one identity get the same account.
     pub fn upsert_oidc_account(
         &self,
         subject: &str,
@@ -223,51 +207,37 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Account, StoreError> {
         check_new(id, name)?;
-        let roles = serde_json::to_string(roles).map_err(|e| StoreError::Invalid {
-            what: "roles",
-            why: e.to_string(),
-        })?;
-        let conn = self.conn();
-        let existing: Option<String> = conn
-            .query_row(
-                "SELECT id FROM ctl_accounts WHERE subject = ?1",
-                [subject],
-                |r| r.get(0),
+        let roles = roles_json(roles)?;
+        let now = ts(now);
+        let row = self.run(|c| {
+            // A conflict on the id or on the subject inserts nothing; a node that loses the
+            // race for a new identity waits for the winner's row and then updates it.
+            if let Some(row) = c.query_opt(
+                &format!(
+                    "INSERT INTO ctl_accounts (id, name, roles, source, subject, created_at)
+                     VALUES (?1, ?2, ?3, 'oidc', ?4, ?5) ON CONFLICT DO NOTHING
+                     RETURNING {COLUMNS}"
+                ),
+                args![id, name, &roles, subject, &now],
+            )? {
+                return Ok(Some(row));
+            }
+            c.query_opt(
+                &format!(
+                    "UPDATE ctl_accounts SET name = ?2, roles = ?3 WHERE subject = ?1
+                     RETURNING {COLUMNS}"
+                ),
+                args![subject, name, &roles],
             )
-            .optional()
-            .map_err(|e| self.db(e))?;
-        let id = match existing {
-            Some(id) => {
-                conn.execute(
-                    "UPDATE ctl_accounts SET name = ?2, roles = ?3 WHERE id = ?1",
-                    params![id, name, roles],
-                )
-                .map_err(|e| self.db(e))?;
-                id
-            }
-            None => {
-                let n = conn
-                    .execute(
-                        "INSERT INTO ctl_accounts (id, name, roles, source, subject, created_at)
-                         VALUES (?1, ?2, ?3, 'oidc', ?4, ?5) ON CONFLICT(id) DO NOTHING",
-                        params![id, name, roles, subject, ts(now)],
-                    )
-                    .map_err(|e| self.db(e))?;
-                if n == 0 {
-                    // A local account already has this id: never merge an outside identity
-                    // into it.
-                    return Err(StoreError::Conflict {
-                        what: "account",
-                        id: id.to_string(),
-                    });
-                }
-                id.to_string()
-            }
-        };
-        drop(conn);
-        self.account(&id)?.ok_or(StoreError::NotFound {
-            what: "account",
-            id,
-        })
+        })?;
+        match row {
+            Some(row) => account(&row),
+            // Another account (a local one) already has this id: never merge an outside
+            // identity into it.
+            None => Err(StoreError::Conflict {
+                what: "account",
+                id: id.to_string(),
+            }),
+        }
     }
 }

@@ -1,26 +1,39 @@
 //! Control-plane state: accounts, projects and their members, sign-in sessions, pending OpenID
 //! logins, query history and staged outputs.
 //!
-//! Everything lives in `ctl_*` tables of the state directory's SQLite file (`kura.sqlite`, WAL,
-//! `synchronous=FULL`), next to the audit log's own `audit_*` tables, which only `kura-audit`
-//! writes. The store knows nothing of HTTP or authorization: callers decide who may do what,
+//! Everything lives in `ctl_*` tables (`schema.rs`), either in the state directory's SQLite file
+//! (`kura.sqlite`, WAL, `synchronous=FULL`), next to the audit log's own `audit_*` tables, which
+//! only `kura-audit` writes; or in a PostgreSQL database shared by several `kura serve` nodes
+//! (`pg.rs`). The store knows nothing of HTTP or authorization: callers decide who may do what,
 //! audit it, then call the store. Time is always a parameter.
+//!
+//! Every operation that must hold when two nodes race is one statement or one transaction:
+//! creating an account, project, query or output that must not exist (`INSERT .. ON CONFLICT
+//! DO NOTHING`), taking a pending login (`DELETE .. RETURNING`), finishing a query (only while it
+//! is running), the first OpenID sign-in of an identity, and starting a session, which locks the
+//! account row so that it cannot slip past a concurrent disabling or password change.
 
 mod accounts;
+mod db;
+mod pg;
 mod projects;
 mod queries;
+mod schema;
 mod sessions;
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 pub use accounts::{Account, AccountSource, NewAccount};
 pub use projects::{Member, Project};
 pub use queries::{OutputRecord, QueryRecord, QueryStatus};
 pub use sessions::{Session, SessionLimits};
+
+use db::Sql;
 
 pub const DB_FILE: &str = "kura.sqlite";
 
@@ -32,6 +45,16 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    /// `database` is `postgres://user@host:port/db` (never the password); `code` the SQLSTATE
+    /// when the server answered with an error.
+    #[error("control-plane database {database}: {message}")]
+    Postgres {
+        database: String,
+        code: Option<String>,
+        message: String,
+    },
+    #[error("control-plane database: {0}")]
+    Config(String),
     #[error("{what} {id:?} already exists")]
     Conflict { what: &'static str, id: String },
     #[error("{what} {id:?} does not exist")]
@@ -44,85 +67,60 @@ pub enum StoreError {
     Random(String),
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS ctl_accounts (
-    id          TEXT PRIMARY KEY,
-    name        TEXT NOT NULL,
-    roles       TEXT NOT NULL,          -- JSON array
-    password    TEXT,                   -- argon2id PHC string; NULL for OpenID accounts
-    source      TEXT NOT NULL,          -- local | oidc
-    subject     TEXT,                   -- OpenID issuer + subject
-    disabled    INTEGER NOT NULL DEFAULT 0,
-    created_at  TEXT NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS ctl_accounts_subject ON ctl_accounts(subject);
-CREATE TABLE IF NOT EXISTS ctl_projects (
-    id          TEXT PRIMARY KEY,
-    title       TEXT NOT NULL,
-    description TEXT NOT NULL,
-    snapshot    TEXT NOT NULL,
-    tables      TEXT NOT NULL,          -- JSON object: table -> [columns]
-    starts      TEXT NOT NULL,
-    expires     TEXT NOT NULL,
-    created_by  TEXT NOT NULL,
-    created_at  TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS ctl_members (
-    project     TEXT NOT NULL REFERENCES ctl_projects(id),
-    user        TEXT NOT NULL REFERENCES ctl_accounts(id),
-    role        TEXT NOT NULL,
-    expires     TEXT NOT NULL,
-    PRIMARY KEY (project, user)
-);
-CREATE TABLE IF NOT EXISTS ctl_sessions (
-    token_hash  TEXT PRIMARY KEY,       -- SHA-256 of the cookie value; the value is never stored
-    user        TEXT NOT NULL,
-    csrf_token  TEXT NOT NULL,
-    created_at  TEXT NOT NULL,
-    last_seen   TEXT NOT NULL,
-    expires_at  TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS ctl_sessions_user ON ctl_sessions(user);
-CREATE TABLE IF NOT EXISTS ctl_pending_logins (
-    key_hash    TEXT PRIMARY KEY,
-    body        TEXT NOT NULL,
-    created_at  TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS ctl_queries (
-    id              TEXT PRIMARY KEY,
-    project         TEXT NOT NULL,
-    user            TEXT NOT NULL,
-    sql             TEXT NOT NULL,
-    status          TEXT NOT NULL,
-    row_count       INTEGER,
-    duration_ms     INTEGER,
-    result_sha256   TEXT,
-    snapshot_sha256 TEXT NOT NULL,
-    error           TEXT,
-    started_at      TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS ctl_queries_by_user ON ctl_queries(project, user, started_at);
-CREATE TABLE IF NOT EXISTS ctl_outputs (
-    id          TEXT PRIMARY KEY,
-    project     TEXT NOT NULL,
-    query_id    TEXT NOT NULL REFERENCES ctl_queries(id),
-    author      TEXT NOT NULL,
-    title       TEXT NOT NULL,
-    description TEXT NOT NULL,
-    status      TEXT NOT NULL,
-    row_count   INTEGER NOT NULL,
-    sha256      TEXT NOT NULL,
-    created_at  TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS ctl_outputs_by_project ON ctl_outputs(project, created_at);
-";
-
-/// The control-plane store. One connection behind a mutex: every operation is a few
-/// indexed statements, far shorter than the audit append that precedes it.
-pub struct Store {
-    conn: Mutex<Connection>,
-    path: PathBuf,
+/// Where the control plane lives, as configured.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// `<dir>/kura.sqlite`: one server process (the CLI may use it alongside).
+    State(PathBuf),
+    /// A PostgreSQL database (`postgres://user@host:port/db`, libpq-style parameters allowed,
+    /// e.g. `?options=-csearch_path%3Dkura` for a schema) shared by any number of nodes.
+    Postgres(String),
 }
+
+impl StoreLocation {
+    /// The configured `database_url` if any, else the state directory.
+    pub fn from_config(state_dir: &Path, database_url: Option<&str>) -> StoreLocation {
+        match database_url {
+            Some(url) => StoreLocation::Postgres(url.to_string()),
+            None => StoreLocation::State(state_dir.to_path_buf()),
+        }
+    }
+}
+
+/// Shows a PostgreSQL location without its password.
+impl fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreLocation::State(dir) => f.debug_tuple("State").field(dir).finish(),
+            StoreLocation::Postgres(url) => f
+                .debug_tuple("Postgres")
+                .field(&pg::label_of_url(url))
+                .finish(),
+        }
+    }
+}
+
+enum Backend {
+    /// One connection behind a mutex: every operation is a few indexed statements, far
+    /// shorter than the audit append that precedes it.
+    Sqlite {
+        conn: Mutex<Connection>,
+        path: PathBuf,
+    },
+    Postgres(Box<pg::Pg>),
+}
+
+/// The control-plane store, on SQLite or PostgreSQL.
+pub struct Store {
+    backend: Backend,
+    label: String,
+}
+
+// The server shares one store between its tasks (`Arc<Store>`).
+const _: () = {
+    const fn shared<T: Send + Sync>() {}
+    shared::<Store>();
+};
 
 impl Store {
     /// Opens (creating if needed) `<state_dir>/kura.sqlite`.
@@ -142,38 +140,109 @@ impl Store {
             .map_err(err)?;
         conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
             .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
+        conn.execute_batch(&schema::sqlite()).map_err(err)?;
         Ok(Store {
-            conn: Mutex::new(conn),
-            path: path.to_path_buf(),
+            backend: Backend::Sqlite {
+                conn: Mutex::new(conn),
+                path: path.to_path_buf(),
+            },
+            label: path.display().to_string(),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Connects to a PostgreSQL database (`postgres://user@host:port/db`) and creates the
+    /// tables if missing, in the first schema of the connection's `search_path`. Fails now,
+    /// with what to check, when the database cannot be reached.
+    pub fn open_postgres(url: &str) -> Result<Store, StoreError> {
+        let pg = pg::Pg::open(url)?;
+        Ok(Store {
+            label: pg.label().to_string(),
+            backend: Backend::Postgres(Box::new(pg)),
+        })
+    }
+
+    /// Opens the store where the configuration says.
+    pub fn open_at(location: &StoreLocation) -> Result<Store, StoreError> {
+        match location {
+            StoreLocation::State(dir) => Store::open(dir),
+            StoreLocation::Postgres(url) => Store::open_postgres(url),
+        }
+    }
+
+    /// The SQLite file; None on PostgreSQL.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Sqlite { path, .. } => Some(path),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// The SQLite file, or `postgres://user@host:port/db` (no password): for messages.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
     }
 
     /// Answers when the database can be read (readiness probe).
     pub fn ping(&self) -> Result<(), StoreError> {
-        self.conn()
-            .query_row("SELECT 1", [], |_| Ok(()))
-            .map_err(|e| self.db(e))
+        self.run(|c| c.query("SELECT 1", &[])).map(|_| ())
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave a half-done statement behind (SQLite
-        // rolls back an open transaction when its guard drops), so the poison is ignored.
-        match self.conn.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+    /// Runs `f`'s statements, each committed on its own.
+    pub(crate) fn run<T: Send>(
+        &self,
+        f: impl FnMut(&mut dyn Sql) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
+        self.with(false, f)
     }
 
-    fn db(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Db {
-            path: self.path.clone(),
-            source,
+    /// Runs `f`'s statements in one transaction, rolled back if `f` fails. On PostgreSQL `f`
+    /// may run again (after a deadlock), so it must not have effects outside the database.
+    pub(crate) fn transaction<T: Send>(
+        &self,
+        f: impl FnMut(&mut dyn Sql) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
+        self.with(true, f)
+    }
+
+    fn with<T: Send>(
+        &self,
+        transaction: bool,
+        mut f: impl FnMut(&mut dyn Sql) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
+        match &self.backend {
+            Backend::Sqlite { conn, path } => {
+                let mut conn = lock(conn);
+                let db = |source| StoreError::Db {
+                    path: path.clone(),
+                    source,
+                };
+                if !transaction {
+                    return f(&mut db::Sqlite { conn: &conn, path });
+                }
+                // IMMEDIATE takes the write lock first: a transaction that reads then writes
+                // cannot then fail on a writer in another process.
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(db)?;
+                let v = f(&mut db::Sqlite { conn: &tx, path })?;
+                tx.commit().map_err(db)?;
+                Ok(v)
+            }
+            Backend::Postgres(pg) => pg.run(transaction, f),
         }
+    }
+}
+
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // A panic while holding the lock cannot leave a half-done statement behind (SQLite
+    // rolls back an open transaction when its guard drops), so the poison is ignored.
+    match conn.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
     }
 }
 

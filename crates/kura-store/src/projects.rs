@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
+use crate::db::{args, Row};
 use crate::{parse_ts, ts, valid_id, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,63 +87,51 @@ fn is_identifier(s: &str) -> bool {
 const COLUMNS: &str =
     "id, title, description, snapshot, tables, starts, expires, created_by, created_at";
 
-type RawProject = (Project, [String; 4]);
-
-fn project(row: &Row<'_>) -> rusqlite::Result<RawProject> {
-    Ok((
-        Project {
-            id: row.get(0)?,
-            title: row.get(1)?,
-            description: row.get(2)?,
-            snapshot: row.get(3)?,
-            tables: BTreeMap::new(),
-            starts: DateTime::<Utc>::MIN_UTC,
-            expires: DateTime::<Utc>::MIN_UTC,
-            created_by: row.get(7)?,
-            created_at: DateTime::<Utc>::MIN_UTC,
-        },
-        [row.get(4)?, row.get(5)?, row.get(6)?, row.get(8)?],
-    ))
-}
-
-fn finish((mut p, [tables, starts, expires, created]): RawProject) -> Result<Project, StoreError> {
-    p.tables = serde_json::from_str(&tables).map_err(|e| StoreError::Corrupt {
-        what: "project tables",
-        why: e.to_string(),
-    })?;
-    p.starts = parse_ts("project", &starts)?;
-    p.expires = parse_ts("project", &expires)?;
-    p.created_at = parse_ts("project", &created)?;
-    Ok(p)
+fn project(row: &Row) -> Result<Project, StoreError> {
+    Ok(Project {
+        id: row.text(0)?,
+        title: row.text(1)?,
+        description: row.text(2)?,
+        snapshot: row.text(3)?,
+        tables: serde_json::from_str(&row.text(4)?).map_err(|e| StoreError::Corrupt {
+            what: "project tables",
+            why: e.to_string(),
+        })?,
+        starts: parse_ts("project", &row.text(5)?)?,
+        expires: parse_ts("project", &row.text(6)?)?,
+        created_by: row.text(7)?,
+        created_at: parse_ts("project", &row.text(8)?)?,
+    })
 }
 
 impl Store {
+    /// Creates a project; `Conflict` when the id is taken (also when two nodes race).
     pub fn create_project(&self, p: &Project) -> Result<(), StoreError> {
         p.validate()?;
         let tables = serde_json::to_string(&p.tables).map_err(|e| StoreError::Invalid {
             what: "tables",
             why: e.to_string(),
         })?;
-        let n = self
-            .conn()
-            .execute(
+        let (starts, expires, created_at) = (ts(p.starts), ts(p.expires), ts(p.created_at));
+        let n = self.run(|c| {
+            c.execute(
                 &format!(
                     "INSERT INTO ctl_projects ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                     ON CONFLICT(id) DO NOTHING"
+                     ON CONFLICT (id) DO NOTHING"
                 ),
-                params![
-                    p.id,
-                    p.title,
-                    p.description,
-                    p.snapshot,
-                    tables,
-                    ts(p.starts),
-                    ts(p.expires),
-                    p.created_by,
-                    ts(p.created_at)
+                args![
+                    &p.id,
+                    &p.title,
+                    &p.description,
+                    &p.snapshot,
+                    &tables,
+                    &starts,
+                    &expires,
+                    &p.created_by,
+                    &created_at
                 ],
             )
-            .map_err(|e| self.db(e))?;
+        })?;
         if n == 0 {
             return Err(StoreError::Conflict {
                 what: "project",
@@ -154,78 +142,66 @@ impl Store {
     }
 
     pub fn project(&self, id: &str) -> Result<Option<Project>, StoreError> {
-        let row = self
-            .conn()
-            .query_row(
+        self.run(|c| {
+            c.query_opt(
                 &format!("SELECT {COLUMNS} FROM ctl_projects WHERE id = ?1"),
-                [id],
-                project,
+                args![id],
             )
-            .optional()
-            .map_err(|e| self.db(e))?;
-        row.map(finish).transpose()
+        })?
+        .map(|r| project(&r))
+        .transpose()
     }
 
     pub fn projects(&self) -> Result<Vec<Project>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(&format!("SELECT {COLUMNS} FROM ctl_projects ORDER BY id"))
-            .map_err(|e| self.db(e))?;
-        let rows = stmt
-            .query_map([], project)
-            .map_err(|e| self.db(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.db(e))?;
-        rows.into_iter().map(finish).collect()
+        self.run(|c| {
+            c.query(
+                &format!("SELECT {COLUMNS} FROM ctl_projects ORDER BY id"),
+                &[],
+            )
+        })?
+        .iter()
+        .map(project)
+        .collect()
     }
 
     /// Projects where `user` is a member (expired memberships included: the caller decides).
     pub fn projects_of(&self, user: &str) -> Result<Vec<Project>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT {} FROM ctl_projects p JOIN ctl_members m ON m.project = p.id
-                 WHERE m.user = ?1 ORDER BY p.id",
-                COLUMNS
-                    .split(", ")
-                    .map(|c| format!("p.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-            .map_err(|e| self.db(e))?;
-        let rows = stmt
-            .query_map([user], project)
-            .map_err(|e| self.db(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.db(e))?;
-        rows.into_iter().map(finish).collect()
+        let columns = COLUMNS
+            .split(", ")
+            .map(|c| format!("p.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.run(|c| {
+            c.query(
+                &format!(
+                    "SELECT {columns} FROM ctl_projects p JOIN ctl_members m ON m.project = p.id
+                     WHERE m.\"user\" = ?1 ORDER BY p.id"
+                ),
+                args![user],
+            )
+        })?
+        .iter()
+        .map(project)
+        .collect()
     }
 
     pub fn members(&self, project: &str) -> Result<Vec<Member>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT user, role, expires FROM ctl_members WHERE project = ?1 ORDER BY user")
-            .map_err(|e| self.db(e))?;
-        let rows = stmt
-            .query_map([project], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
+        self.run(|c| {
+            c.query(
+                "SELECT \"user\", role, expires FROM ctl_members WHERE project = ?1
+                 ORDER BY \"user\"",
+                args![project],
+            )
+        })?
+        .iter()
+        .map(|r| {
+            Ok(Member {
+                user: r.text(0)?,
+                role: r.text(1)?,
+                expires: parse_ts("member", &r.text(2)?)?,
             })
-            .map_err(|e| self.db(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.db(e))?;
-        rows.into_iter()
-            .map(|(user, role, expires)| {
-                Ok(Member {
-                    user,
-                    role,
-                    expires: parse_ts("member", &expires)?,
-                })
-            })
-            .collect()
+        })
+        .collect()
     }
 
     /// Adds a member or changes their role and expiry.
@@ -242,26 +218,26 @@ impl Store {
                 id: m.user.clone(),
             });
         }
-        self.conn()
-            .execute(
-                "INSERT INTO ctl_members (project, user, role, expires) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(project, user) DO UPDATE SET role = excluded.role,
+        let expires = ts(m.expires);
+        self.run(|c| {
+            c.execute(
+                "INSERT INTO ctl_members (project, \"user\", role, expires) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (project, \"user\") DO UPDATE SET role = excluded.role,
                  expires = excluded.expires",
-                params![project, m.user, m.role, ts(m.expires)],
+                args![project, &m.user, &m.role, &expires],
             )
-            .map_err(|e| self.db(e))?;
+        })?;
         Ok(())
     }
 
     /// Removes a member; false when they were not one.
     pub fn remove_member(&self, project: &str, user: &str) -> Result<bool, StoreError> {
-        let n = self
-            .conn()
-            .execute(
-                "DELETE FROM ctl_members WHERE project = ?1 AND user = ?2",
-                params![project, user],
+        let n = self.run(|c| {
+            c.execute(
+                "DELETE FROM ctl_members WHERE project = ?1 AND \"user\" = ?2",
+                args![project, user],
             )
-            .map_err(|e| self.db(e))?;
+        })?;
         Ok(n > 0)
     }
 }

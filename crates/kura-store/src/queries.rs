@@ -2,9 +2,9 @@
 //! researcher saved for the airlock).
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
+use crate::db::{args, int, Row};
 use crate::{parse_ts, ts, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,89 +74,69 @@ pub struct OutputRecord {
     pub created_at: DateTime<Utc>,
 }
 
-const QUERY_COLUMNS: &str = "id, project, user, sql, status, row_count, duration_ms, \
+const QUERY_COLUMNS: &str = "id, project, \"user\", sql, status, row_count, duration_ms, \
     result_sha256, snapshot_sha256, error, started_at";
 
-fn query_row(r: &Row<'_>) -> rusqlite::Result<(QueryRecord, String, String)> {
-    Ok((
-        QueryRecord {
-            id: r.get(0)?,
-            project: r.get(1)?,
-            user: r.get(2)?,
-            sql: r.get(3)?,
-            status: QueryStatus::Running,
-            row_count: r.get::<_, Option<i64>>(5)?.map(|n| n.max(0) as u64),
-            duration_ms: r.get::<_, Option<i64>>(6)?.map(|n| n.max(0) as u64),
-            result_sha256: r.get(7)?,
-            snapshot_sha256: r.get(8)?,
-            error: r.get(9)?,
-            started_at: DateTime::<Utc>::MIN_UTC,
-        },
-        r.get(4)?,
-        r.get(10)?,
-    ))
-}
-
-fn finish_query(
-    (mut q, status, started): (QueryRecord, String, String),
-) -> Result<QueryRecord, StoreError> {
-    q.status = QueryStatus::parse(&status)?;
-    q.started_at = parse_ts("query", &started)?;
-    Ok(q)
+fn query_record(r: &Row) -> Result<QueryRecord, StoreError> {
+    Ok(QueryRecord {
+        id: r.text(0)?,
+        project: r.text(1)?,
+        user: r.text(2)?,
+        sql: r.text(3)?,
+        status: QueryStatus::parse(&r.text(4)?)?,
+        row_count: r.opt_count(5)?,
+        duration_ms: r.opt_count(6)?,
+        result_sha256: r.opt_text(7)?,
+        snapshot_sha256: r.text(8)?,
+        error: r.opt_text(9)?,
+        started_at: parse_ts("query", &r.text(10)?)?,
+    })
 }
 
 const OUTPUT_COLUMNS: &str =
     "id, project, query_id, author, title, description, status, row_count, sha256, created_at";
 
-fn output_row(r: &Row<'_>) -> rusqlite::Result<(OutputRecord, String)> {
-    Ok((
-        OutputRecord {
-            id: r.get(0)?,
-            project: r.get(1)?,
-            query_id: r.get(2)?,
-            author: r.get(3)?,
-            title: r.get(4)?,
-            description: r.get(5)?,
-            status: r.get(6)?,
-            row_count: r.get::<_, i64>(7)?.max(0) as u64,
-            sha256: r.get(8)?,
-            created_at: DateTime::<Utc>::MIN_UTC,
-        },
-        r.get(9)?,
-    ))
-}
-
-fn finish_output((mut o, created): (OutputRecord, String)) -> Result<OutputRecord, StoreError> {
-    o.created_at = parse_ts("output", &created)?;
-    Ok(o)
+fn output_record(r: &Row) -> Result<OutputRecord, StoreError> {
+    Ok(OutputRecord {
+        id: r.text(0)?,
+        project: r.text(1)?,
+        query_id: r.text(2)?,
+        author: r.text(3)?,
+        title: r.text(4)?,
+        description: r.text(5)?,
+        status: r.text(6)?,
+        row_count: r.count(7)?,
+        sha256: r.text(8)?,
+        created_at: parse_ts("output", &r.text(9)?)?,
+    })
 }
 
 impl Store {
     /// Records a query as running; a second query with the same id is a conflict.
     pub fn insert_query(&self, q: &QueryRecord) -> Result<(), StoreError> {
-        let n = self
-            .conn()
-            .execute(
+        let started_at = ts(q.started_at);
+        let n = self.run(|c| {
+            c.execute(
                 &format!(
                     "INSERT INTO ctl_queries ({QUERY_COLUMNS})
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                     ON CONFLICT(id) DO NOTHING"
+                     ON CONFLICT (id) DO NOTHING"
                 ),
-                params![
-                    q.id,
-                    q.project,
-                    q.user,
-                    q.sql,
+                args![
+                    &q.id,
+                    &q.project,
+                    &q.user,
+                    &q.sql,
                     q.status.as_str(),
-                    q.row_count.map(|n| n as i64),
-                    q.duration_ms.map(|n| n as i64),
-                    q.result_sha256,
-                    q.snapshot_sha256,
-                    q.error,
-                    ts(q.started_at)
+                    q.row_count.map(int),
+                    q.duration_ms.map(int),
+                    &q.result_sha256,
+                    &q.snapshot_sha256,
+                    &q.error,
+                    &started_at
                 ],
             )
-            .map_err(|e| self.db(e))?;
+        })?;
         if n == 0 {
             return Err(StoreError::Conflict {
                 what: "query",
@@ -166,7 +146,9 @@ impl Store {
         Ok(())
     }
 
-    /// Records how a running query ended.
+    /// Records how a running query ended. Only a running query can end, once: when two
+    /// callers (two nodes) finish one query, the first outcome stays and the second gets
+    /// `Conflict`; an unknown id is `NotFound`.
     pub fn finish_query(
         &self,
         id: &str,
@@ -176,35 +158,50 @@ impl Store {
         result_sha256: Option<&str>,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
+        let finished = self.run(|c| {
+            let n = c.execute(
                 "UPDATE ctl_queries SET status = ?2, row_count = ?3, duration_ms = ?4,
-                 result_sha256 = ?5, error = ?6 WHERE id = ?1",
-                params![
+                 result_sha256 = ?5, error = ?6 WHERE id = ?1 AND status = 'running'",
+                args![
                     id,
                     status.as_str(),
-                    row_count.map(|n| n as i64),
-                    duration_ms as i64,
+                    row_count.map(int),
+                    int(duration_ms),
                     result_sha256,
                     error
                 ],
-            )
-            .map_err(|e| self.db(e))?;
-        Ok(())
+            )?;
+            if n > 0 {
+                return Ok(None);
+            }
+            let exists = c
+                .query_opt("SELECT 1 FROM ctl_queries WHERE id = ?1", args![id])?
+                .is_some();
+            Ok(Some(exists))
+        })?;
+        match finished {
+            None => Ok(()),
+            Some(true) => Err(StoreError::Conflict {
+                what: "outcome of query",
+                id: id.to_string(),
+            }),
+            Some(false) => Err(StoreError::NotFound {
+                what: "query",
+                id: id.to_string(),
+            }),
+        }
     }
 
     /// A query of `project` (None when it does not exist or belongs to another project).
     pub fn query(&self, project: &str, id: &str) -> Result<Option<QueryRecord>, StoreError> {
-        let row = self
-            .conn()
-            .query_row(
+        self.run(|c| {
+            c.query_opt(
                 &format!("SELECT {QUERY_COLUMNS} FROM ctl_queries WHERE id = ?1 AND project = ?2"),
-                params![id, project],
-                query_row,
+                args![id, project],
             )
-            .optional()
-            .map_err(|e| self.db(e))?;
-        row.map(finish_query).transpose()
+        })?
+        .map(|r| query_record(&r))
+        .transpose()
     }
 
     /// `user`'s queries in `project`, newest first.
@@ -214,43 +211,43 @@ impl Store {
         user: &str,
         limit: u32,
     ) -> Result<Vec<QueryRecord>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT {QUERY_COLUMNS} FROM ctl_queries WHERE project = ?1 AND user = ?2
-                 ORDER BY started_at DESC, id LIMIT ?3"
-            ))
-            .map_err(|e| self.db(e))?;
-        let rows = stmt
-            .query_map(params![project, user, limit], query_row)
-            .map_err(|e| self.db(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.db(e))?;
-        rows.into_iter().map(finish_query).collect()
+        self.run(|c| {
+            c.query(
+                &format!(
+                    "SELECT {QUERY_COLUMNS} FROM ctl_queries WHERE project = ?1 AND \"user\" = ?2
+                     ORDER BY started_at DESC, id LIMIT ?3"
+                ),
+                args![project, user, i64::from(limit)],
+            )
+        })?
+        .iter()
+        .map(query_record)
+        .collect()
     }
 
+    /// Stages an output; a second output with the same id is a conflict.
     pub fn insert_output(&self, o: &OutputRecord) -> Result<(), StoreError> {
-        let n = self
-            .conn()
-            .execute(
+        let created_at = ts(o.created_at);
+        let n = self.run(|c| {
+            c.execute(
                 &format!(
                     "INSERT INTO ctl_outputs ({OUTPUT_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT(id) DO NOTHING"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING"
                 ),
-                params![
-                    o.id,
-                    o.project,
-                    o.query_id,
-                    o.author,
-                    o.title,
-                    o.description,
-                    o.status,
-                    o.row_count as i64,
-                    o.sha256,
-                    ts(o.created_at)
+                args![
+                    &o.id,
+                    &o.project,
+                    &o.query_id,
+                    &o.author,
+                    &o.title,
+                    &o.description,
+                    &o.status,
+                    int(o.row_count),
+                    &o.sha256,
+                    &created_at
                 ],
             )
-            .map_err(|e| self.db(e))?;
+        })?;
         if n == 0 {
             return Err(StoreError::Conflict {
                 what: "output",
@@ -261,18 +258,17 @@ impl Store {
     }
 
     pub fn outputs(&self, project: &str) -> Result<Vec<OutputRecord>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT {OUTPUT_COLUMNS} FROM ctl_outputs WHERE project = ?1
-                 ORDER BY created_at DESC, id"
-            ))
-            .map_err(|e| self.db(e))?;
-        let rows = stmt
-            .query_map([project], output_row)
-            .map_err(|e| self.db(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.db(e))?;
-        rows.into_iter().map(finish_output).collect()
+        self.run(|c| {
+            c.query(
+                &format!(
+                    "SELECT {OUTPUT_COLUMNS} FROM ctl_outputs WHERE project = ?1
+                     ORDER BY created_at DESC, id"
+                ),
+                args![project],
+            )
+        })?
+        .iter()
+        .map(output_record)
+        .collect()
     }
 }

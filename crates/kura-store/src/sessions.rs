@@ -5,8 +5,8 @@
 //! timeout since last use, or its absolute expiry since sign-in.
 
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::{params, OptionalExtension};
 
+use crate::db::args;
 use crate::{parse_ts, random_token, sha256_hex, ts, Store, StoreError};
 
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +32,10 @@ const TOUCH_EVERY: Duration = Duration::seconds(30);
 
 impl Store {
     /// Starts a session for `user`; returns the cookie token (shown once) and the session.
+    /// `NotFound` when the account does not exist or is disabled: the check and the insert are
+    /// one statement, which on PostgreSQL locks the account row, so a session cannot be created
+    /// past a concurrent `disable_account` or `set_password` on another node (those end every
+    /// session of the account after their update, and this insert waits for them or they for it).
     pub fn create_session(
         &self,
         user: &str,
@@ -47,19 +51,31 @@ impl Store {
             last_seen: now,
             expires_at: now + limits.absolute,
         };
-        let conn = self.conn();
-        // Expired sessions are swept on every sign-in: cheap, and nothing else needs a timer.
-        conn.execute(
-            "DELETE FROM ctl_sessions WHERE expires_at <= ?1 OR last_seen <= ?2",
-            params![ts(now), ts(now - limits.idle)],
-        )
-        .map_err(|e| self.db(e))?;
-        conn.execute(
-            "INSERT INTO ctl_sessions (token_hash, user, csrf_token, created_at, last_seen, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
-            params![session.id, user, session.csrf_token, ts(now), ts(session.expires_at)],
-        )
-        .map_err(|e| self.db(e))?;
+        let (now_text, idle_since, expires) =
+            (ts(now), ts(now - limits.idle), ts(session.expires_at));
+        let n = self.run(|c| {
+            // Expired sessions are swept on every sign-in: cheap, and nothing else needs a timer.
+            c.execute(
+                "DELETE FROM ctl_sessions WHERE expires_at <= ?1 OR last_seen <= ?2",
+                args![&now_text, &idle_since],
+            )?;
+            let lock = if c.is_postgres() { " FOR SHARE" } else { "" };
+            c.execute(
+                &format!(
+                    "INSERT INTO ctl_sessions
+                     (token_hash, \"user\", csrf_token, created_at, last_seen, expires_at)
+                     SELECT ?1, id, ?3, ?4, ?4, ?5 FROM ctl_accounts
+                     WHERE id = ?2 AND NOT disabled{lock}"
+                ),
+                args![&session.id, user, &session.csrf_token, &now_text, &expires],
+            )
+        })?;
+        if n == 0 {
+            return Err(StoreError::NotFound {
+                what: "enabled account",
+                id: user.to_string(),
+            });
+        }
         Ok((token, session))
     }
 
@@ -72,63 +88,50 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<Session>, StoreError> {
         let id = sha256_hex(token);
-        let conn = self.conn();
-        let row = conn
-            .query_row(
-                "SELECT user, csrf_token, created_at, last_seen, expires_at FROM ctl_sessions
+        self.run(|c| {
+            let Some(row) = c.query_opt(
+                "SELECT \"user\", csrf_token, created_at, last_seen, expires_at FROM ctl_sessions
                  WHERE token_hash = ?1",
-                [&id],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                    ))
-                },
-            )
-            .optional()
-            .map_err(|e| self.db(e))?;
-        let Some((user, csrf_token, created, seen, expires)) = row else {
-            return Ok(None);
-        };
-        let mut session = Session {
-            id,
-            user,
-            csrf_token,
-            created_at: parse_ts("session", &created)?,
-            last_seen: parse_ts("session", &seen)?,
-            expires_at: parse_ts("session", &expires)?,
-        };
-        if now >= session.expires_at || now - session.last_seen >= limits.idle {
-            conn.execute(
-                "DELETE FROM ctl_sessions WHERE token_hash = ?1",
-                [&session.id],
-            )
-            .map_err(|e| self.db(e))?;
-            return Ok(None);
-        }
-        if now - session.last_seen >= TOUCH_EVERY.min(limits.idle / 4) {
-            conn.execute(
-                "UPDATE ctl_sessions SET last_seen = ?2 WHERE token_hash = ?1",
-                params![session.id, ts(now)],
-            )
-            .map_err(|e| self.db(e))?;
-            session.last_seen = now;
-        }
-        Ok(Some(session))
+                args![&id],
+            )?
+            else {
+                return Ok(None);
+            };
+            let mut session = Session {
+                id: id.clone(),
+                user: row.text(0)?,
+                csrf_token: row.text(1)?,
+                created_at: parse_ts("session", &row.text(2)?)?,
+                last_seen: parse_ts("session", &row.text(3)?)?,
+                expires_at: parse_ts("session", &row.text(4)?)?,
+            };
+            if now >= session.expires_at || now - session.last_seen >= limits.idle {
+                c.execute(
+                    "DELETE FROM ctl_sessions WHERE token_hash = ?1",
+                    args![&session.id],
+                )?;
+                return Ok(None);
+            }
+            if now - session.last_seen >= TOUCH_EVERY.min(limits.idle / 4) {
+                // Never moves back: nodes touching one session at once keep the latest time.
+                c.execute(
+                    "UPDATE ctl_sessions SET last_seen = ?2 WHERE token_hash = ?1 AND last_seen < ?2",
+                    args![&session.id, &ts(now)],
+                )?;
+                session.last_seen = now;
+            }
+            Ok(Some(session))
+        })
     }
 
     /// Ends a session (sign-out); false when it did not exist.
     pub fn end_session(&self, session_id: &str) -> Result<bool, StoreError> {
-        let n = self
-            .conn()
-            .execute(
+        let n = self.run(|c| {
+            c.execute(
                 "DELETE FROM ctl_sessions WHERE token_hash = ?1",
-                [session_id],
+                args![session_id],
             )
-            .map_err(|e| self.db(e))?;
+        })?;
         Ok(n > 0)
     }
 
@@ -136,32 +139,31 @@ impl Store {
     /// goes into a short-lived cookie; returns the key.
     pub fn put_pending_login(&self, body: &str, now: DateTime<Utc>) -> Result<String, StoreError> {
         let key = random_token(32)?;
-        let conn = self.conn();
-        conn.execute(
-            "DELETE FROM ctl_pending_logins WHERE created_at <= ?1",
-            [ts(now - Duration::minutes(10))],
-        )
-        .map_err(|e| self.db(e))?;
-        conn.execute(
-            "INSERT INTO ctl_pending_logins (key_hash, body, created_at) VALUES (?1, ?2, ?3)",
-            params![sha256_hex(&key), body, ts(now)],
-        )
-        .map_err(|e| self.db(e))?;
+        let (hash, stale, now) = (sha256_hex(&key), ts(now - Duration::minutes(10)), ts(now));
+        self.run(|c| {
+            c.execute(
+                "DELETE FROM ctl_pending_logins WHERE created_at <= ?1",
+                args![&stale],
+            )?;
+            c.execute(
+                "INSERT INTO ctl_pending_logins (key_hash, body, created_at) VALUES (?1, ?2, ?3)",
+                args![&hash, body, &now],
+            )
+        })?;
         Ok(key)
     }
 
-    /// Takes (and deletes) a pending login: each can complete at most once.
+    /// Takes (and deletes) a pending login: each can complete at most once, whichever node
+    /// the callback reaches (one `DELETE .. RETURNING`: of two racing, one gets the row).
     pub fn take_pending_login(&self, key: &str) -> Result<Option<String>, StoreError> {
         let hash = sha256_hex(key);
-        let conn = self.conn();
-        let body: Option<String> = conn
-            .query_row(
+        self.run(|c| {
+            c.query_opt(
                 "DELETE FROM ctl_pending_logins WHERE key_hash = ?1 RETURNING body",
-                [hash],
-                |r| r.get(0),
+                args![&hash],
             )
-            .optional()
-            .map_err(|e| self.db(e))?;
-        Ok(body)
+        })?
+        .map(|r| r.text(0))
+        .transpose()
     }
 }

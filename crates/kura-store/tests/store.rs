@@ -1,9 +1,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! The control-plane store: accounts, sessions, pending logins, projects, queries, outputs.
+//! The control-plane store: accounts, sessions, pending logins, projects, queries, outputs;
+//! every test on SQLite and on PostgreSQL (`common/mod.rs` says how to point them at one).
+
+#[macro_use]
+mod common;
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use common::{Fixture, Kind};
 use kura_store::{
     Member, NewAccount, OutputRecord, Project, QueryRecord, QueryStatus, SessionLimits, Store,
     StoreError,
@@ -18,12 +23,6 @@ fn limits() -> SessionLimits {
         idle: Duration::minutes(30),
         absolute: Duration::hours(12),
     }
-}
-
-fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    (dir, store)
 }
 
 fn account(store: &Store, id: &str) {
@@ -55,9 +54,8 @@ fn project(id: &str) -> Project {
     }
 }
 
-#[test]
-fn accounts_are_unique_and_ids_checked() {
-    let (_d, s) = store();
+fn accounts_are_unique_and_ids_checked(f: &Fixture) {
+    let s = f.open();
     account(&s, "alice");
     let roles = vec![];
     let again = s.create_account(
@@ -93,21 +91,23 @@ fn accounts_are_unique_and_ids_checked() {
     assert_eq!(hash.as_deref(), Some("$argon2id$stub"));
 }
 
-#[test]
-fn sessions_end_when_idle_or_at_absolute_expiry_and_tokens_are_not_stored() {
-    let (dir, s) = store();
+fn sessions_end_when_idle_or_at_absolute_expiry_and_tokens_are_not_stored(f: &Fixture) {
+    let s = f.open();
     account(&s, "alice");
     let (token, session) = s.create_session("alice", limits(), t0()).unwrap();
     assert_ne!(session.id, token, "only a hash of the token is kept");
-    let file = std::fs::read(dir.path().join("kura.sqlite")).unwrap();
-    let wal = std::fs::read(dir.path().join("kura.sqlite-wal")).unwrap_or_default();
+    let stored = f.stored_bytes();
+    assert!(
+        stored
+            .windows(session.id.len())
+            .any(|w| w == session.id.as_bytes()),
+        "the dump holds the sessions"
+    );
     let needle = token.as_bytes();
-    for bytes in [&file, &wal] {
-        assert!(
-            !bytes.windows(needle.len()).any(|w| w == needle),
-            "token on disk"
-        );
-    }
+    assert!(
+        !stored.windows(needle.len()).any(|w| w == needle),
+        "token stored"
+    );
     // Used every 20 minutes: still alive after 2 hours.
     for i in 1..=6 {
         let now = t0() + Duration::minutes(20 * i);
@@ -137,9 +137,8 @@ fn sessions_end_when_idle_or_at_absolute_expiry_and_tokens_are_not_stored() {
     assert!(s.session("not-a-token", limits(), t0()).unwrap().is_none());
 }
 
-#[test]
-fn disabling_an_account_ends_its_sessions() {
-    let (_d, s) = store();
+fn disabling_an_account_ends_its_sessions(f: &Fixture) {
+    let s = f.open();
     account(&s, "alice");
     let (token, _) = s.create_session("alice", limits(), t0()).unwrap();
     let a = s.disable_account("alice").unwrap();
@@ -151,9 +150,8 @@ fn disabling_an_account_ends_its_sessions() {
     ));
 }
 
-#[test]
-fn a_pending_login_completes_at_most_once() {
-    let (_d, s) = store();
+fn a_pending_login_completes_at_most_once(f: &Fixture) {
+    let s = f.open();
     let key = s.put_pending_login("{\"state\":\"x\"}", t0()).unwrap();
     assert_eq!(
         s.take_pending_login(&key).unwrap().as_deref(),
@@ -163,9 +161,8 @@ fn a_pending_login_completes_at_most_once() {
     assert_eq!(s.take_pending_login("guess").unwrap(), None);
 }
 
-#[test]
-fn oidc_accounts_never_take_over_local_ones() {
-    let (_d, s) = store();
+fn oidc_accounts_never_take_over_local_ones(f: &Fixture) {
+    let s = f.open();
     account(&s, "alice");
     let r = s.upsert_oidc_account("https://idp|alice", "alice", "Alice", &[], t0());
     assert!(matches!(r, Err(StoreError::Conflict { .. })), "{r:?}");
@@ -182,9 +179,8 @@ fn oidc_accounts_never_take_over_local_ones() {
     assert!(b2.roles.is_empty());
 }
 
-#[test]
-fn projects_validate_and_members_round_trip() {
-    let (_d, s) = store();
+fn projects_validate_and_members_round_trip(f: &Fixture) {
+    let s = f.open();
     account(&s, "alice");
     let mut bad = project("p1");
     bad.expires = bad.starts;
@@ -227,9 +223,8 @@ fn projects_validate_and_members_round_trip() {
     assert!(s.projects_of("alice").unwrap().is_empty());
 }
 
-#[test]
-fn query_history_is_per_user_and_project_newest_first() {
-    let (_d, s) = store();
+fn query_history_is_per_user_and_project_newest_first(f: &Fixture) {
+    let s = f.open();
     let q = |id: &str, user: &str, project: &str, minute: i64| QueryRecord {
         id: id.into(),
         project: project.into(),
@@ -300,9 +295,8 @@ fn query_history_is_per_user_and_project_newest_first() {
     assert!(s.outputs("p2").unwrap().is_empty());
 }
 
-#[test]
-fn a_new_password_ends_the_sessions_and_only_local_accounts_have_one() {
-    let (_d, s) = store();
+fn a_new_password_ends_the_sessions_and_only_local_accounts_have_one(f: &Fixture) {
+    let s = f.open();
     account(&s, "alice");
     let (token, _) = s.create_session("alice", limits(), t0()).unwrap();
     s.set_password("alice", "$argon2id$new").unwrap();
@@ -317,3 +311,124 @@ fn a_new_password_ends_the_sessions_and_only_local_accounts_have_one() {
     ));
     assert!(s.local_credentials("bob").unwrap().unwrap().1.is_none());
 }
+
+fn a_query_ends_once_and_unknown_queries_cannot_end(f: &Fixture) {
+    let s = f.open();
+    let q = QueryRecord {
+        id: "q1".into(),
+        project: "p1".into(),
+        user: "alice".into(),
+        sql: "SELECT 1".into(),
+        status: QueryStatus::Running,
+        row_count: None,
+        duration_ms: None,
+        result_sha256: None,
+        snapshot_sha256: "ab".into(),
+        error: None,
+        started_at: t0(),
+    };
+    s.insert_query(&q).unwrap();
+    s.finish_query("q1", QueryStatus::Failed, None, 3, None, Some("boom"))
+        .unwrap();
+    let again = s.finish_query("q1", QueryStatus::Completed, Some(1), 4, Some("ff"), None);
+    assert!(
+        matches!(again, Err(StoreError::Conflict { .. })),
+        "{again:?}"
+    );
+    let got = s.query("p1", "q1").unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.duration_ms, got.error.as_deref()),
+        (QueryStatus::Failed, Some(3), Some("boom"))
+    );
+    let unknown = s.finish_query("nope", QueryStatus::Completed, None, 1, None, None);
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound { .. })),
+        "{unknown:?}"
+    );
+}
+
+fn sessions_start_only_for_enabled_accounts(f: &Fixture) {
+    let s = f.open();
+    let ghost = s.create_session("ghost", limits(), t0());
+    assert!(
+        matches!(ghost, Err(StoreError::NotFound { .. })),
+        "{ghost:?}"
+    );
+    account(&s, "alice");
+    s.disable_account("alice").unwrap();
+    let disabled = s.create_session("alice", limits(), t0());
+    assert!(
+        matches!(disabled, Err(StoreError::NotFound { .. })),
+        "{disabled:?}"
+    );
+}
+
+/// Ids and times order byte by byte on both databases, whatever PostgreSQL's locale.
+fn lists_sort_byte_by_byte(f: &Fixture) {
+    let s = f.open();
+    let ids = ["ab", "a-c", "a_b", "a.b", "a0", "b", "a-b-c"];
+    for id in ids {
+        account(&s, id);
+    }
+    let mut expected: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    let got: Vec<String> = s.accounts().unwrap().into_iter().map(|a| a.id).collect();
+    assert_eq!(got, expected);
+}
+
+fn what_is_stored_survives_reopening(f: &Fixture) {
+    {
+        let s = f.open();
+        account(&s, "alice");
+        s.create_project(&project("p1")).unwrap();
+    }
+    let s = f.open();
+    assert_eq!(s.account("alice").unwrap().unwrap().name, "Name");
+    assert_eq!(s.project("p1").unwrap().unwrap(), project("p1"));
+    s.ping().unwrap();
+    assert_eq!(s.is_postgres(), f.kind == Kind::Postgres);
+    assert_eq!(s.path().is_some(), f.kind == Kind::Sqlite);
+}
+
+/// The server calls the store from async handlers: opening, using and dropping a store there
+/// must work (the PostgreSQL client runs a runtime of its own).
+fn works_from_inside_an_async_runtime(f: &Fixture) {
+    for multi in [false, true] {
+        let rt = if multi {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .build()
+        } else {
+            tokio::runtime::Builder::new_current_thread().build()
+        }
+        .unwrap();
+        rt.block_on(async {
+            let s = f.open();
+            let id = if multi { "multi" } else { "single" };
+            account(&s, id);
+            let (token, _) = s.create_session(id, limits(), t0()).unwrap();
+            assert!(s.session(&token, limits(), t0()).unwrap().is_some());
+            let s = std::sync::Arc::new(s);
+            let s2 = s.clone();
+            let task = tokio::spawn(async move { s2.account(id).unwrap().is_some() });
+            assert!(task.await.unwrap());
+            drop(s);
+        });
+    }
+}
+
+on_both!(
+    accounts_are_unique_and_ids_checked,
+    sessions_end_when_idle_or_at_absolute_expiry_and_tokens_are_not_stored,
+    disabling_an_account_ends_its_sessions,
+    a_pending_login_completes_at_most_once,
+    oidc_accounts_never_take_over_local_ones,
+    projects_validate_and_members_round_trip,
+    query_history_is_per_user_and_project_newest_first,
+    a_new_password_ends_the_sessions_and_only_local_accounts_have_one,
+    a_query_ends_once_and_unknown_queries_cannot_end,
+    sessions_start_only_for_enabled_accounts,
+    lists_sort_byte_by_byte,
+    what_is_stored_survives_reopening,
+    works_from_inside_an_async_runtime,
+);
