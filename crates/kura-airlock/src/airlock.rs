@@ -1,26 +1,30 @@
-//! [`Airlock`]: the service the server calls. It owns the connection to the airlock's tables,
-//! the configured rule pack and the limits, and runs each workflow step as load -> pure
-//! transition (`workflow.rs`) -> save, inside one `BEGIN IMMEDIATE` transaction so that two
-//! requests on the same review cannot interleave.
+//! [`Airlock`]: the service the server calls. It owns the airlock's database (the state
+//! directory's SQLite file, or PostgreSQL shared by several nodes: `store.rs`), the configured
+//! rule pack and the limits, and runs each workflow step as load -> pure transition
+//! (`workflow.rs`) -> save, inside one write transaction in which the review is locked, so that
+//! two requests on the same review cannot interleave, on one node or several.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use kura_sdc::{CheckContext, Report, RulePack, StagedTable};
-use rusqlite::{Connection, Transaction, TransactionBehavior};
 
-use crate::db::{self, db_err, Stored};
+use crate::db::Sql;
 use crate::error::AirlockError;
-use crate::ledger::TxLedger;
+use crate::ledger::{DbLedger, TxLedger};
+use crate::reviews::{self, Load, Stored};
 use crate::staged::{load_staged, refusal, sha256_hex, staged_path, StagedLimits};
+use crate::store::{AirlockDatabase, Db};
 use crate::workflow::{CheckStamp, Context, Decision, Outcome, Review, StagedOutput, State};
 
 /// Where the airlock keeps its state and which rules it applies.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AirlockConfig {
-    /// The server's state directory: `kura.sqlite`, `outputs/`, `releases/`, `keys/`.
+    /// The server's state directory: `kura.sqlite`, `outputs/`, `releases/`, `keys/`. With
+    /// PostgreSQL, the nodes share it (a network file system) for the staged and released files.
     pub state_dir: PathBuf,
+    /// Where the `airlock_*` tables live: `<state_dir>/kura.sqlite` (the default) or PostgreSQL.
+    pub database: AirlockDatabase,
     /// Directory of SDC rule packs searched before the built-in ones (`policies/sdc`).
     pub policies_dir: Option<PathBuf>,
     /// Rule pack name (or path to a `.toml`).
@@ -36,23 +40,32 @@ impl AirlockConfig {
     pub fn new(state_dir: impl Into<PathBuf>) -> AirlockConfig {
         AirlockConfig {
             state_dir: state_dir.into(),
+            database: AirlockDatabase::StateDir,
             policies_dir: None,
             rule_pack: kura_sdc::pack::DEFAULT_PACK.to_string(),
             limits: StagedLimits::default(),
             release_key_name: "kura.local/releases".to_string(),
         }
     }
+
+    /// The tables in the configured `database_url` (PostgreSQL) if any, else in the state
+    /// directory: `AirlockConfig::new(dir).with_database_url(config.database_url.as_deref())`.
+    pub fn with_database_url(mut self, database_url: Option<&str>) -> AirlockConfig {
+        self.database = AirlockDatabase::from_url(database_url);
+        self
+    }
 }
 
 pub struct Airlock {
-    conn: Mutex<Connection>,
+    db: Db,
     pub(crate) config: AirlockConfig,
     pub(crate) pack: RulePack,
 }
 
 impl Airlock {
-    /// Opens the airlock's tables in `<state_dir>/kura.sqlite` and loads the rule pack (an
-    /// unknown or invalid pack stops here, at start-up).
+    /// Opens the airlock's tables (in `<state_dir>/kura.sqlite`, or in PostgreSQL when
+    /// `config.database` says so) and loads the rule pack. An unknown or invalid pack, or a
+    /// database that cannot be reached, stops here, at start-up.
     pub fn open(config: AirlockConfig) -> Result<Airlock, AirlockError> {
         let dirs: Vec<PathBuf> = config.policies_dir.iter().cloned().collect();
         let pack = RulePack::find(&config.rule_pack, &dirs)?;
@@ -60,12 +73,24 @@ impl Airlock {
             path: config.state_dir.join("keys"),
             why: e.to_string(),
         })?;
-        let conn = db::open(&config.state_dir)?;
-        Ok(Airlock {
-            conn: Mutex::new(conn),
-            config,
-            pack,
-        })
+        let db = Db::open(&config.state_dir, &config.database)?;
+        Ok(Airlock { db, config, pack })
+    }
+
+    /// Opens the airlock with its tables in PostgreSQL (`postgres://user@host:port/db`),
+    /// whatever `config.database` said.
+    pub fn open_postgres(mut config: AirlockConfig, url: &str) -> Result<Airlock, AirlockError> {
+        config.database = AirlockDatabase::Postgres(url.to_string());
+        Airlock::open(config)
+    }
+
+    /// The SQLite file, or `postgres://user@host:port/db` (no password): for messages.
+    pub fn database_label(&self) -> String {
+        self.db.label()
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.db.is_postgres()
     }
 
     pub fn config(&self) -> &AirlockConfig {
@@ -89,29 +114,31 @@ impl Airlock {
         now: DateTime<Utc>,
     ) -> Result<Review, AirlockError> {
         validate_output(&output)?;
-        self.transact(|tx| {
-            if db::load_review(tx, &output.id)?.is_some() {
+        self.db.write(|c| {
+            if reviews::load_review(c, &output.id, Load::Read)?.is_some() {
                 return Err(AirlockError::Conflict {
                     what: "review of output",
                     id: output.id.clone(),
                 });
             }
-            let review = Review::new(output, actor, now)?;
-            db::save_review(tx, &review, Stored::new_review())?;
+            // A node opening the same review meanwhile makes the insert a `Conflict`.
+            let review = Review::new(output.clone(), actor, now)?;
+            reviews::save_review(c, &review, Stored::new_review())?;
             Ok(review)
         })
     }
 
     pub fn review(&self, output_id: &str) -> Result<Review, AirlockError> {
-        let conn = self.lock();
-        load(&conn, output_id).map(|(r, _)| r)
+        self.db
+            .read(|c| load(c, output_id, Load::Read))
+            .map(|(r, _)| r)
     }
 
-    /// Runs `f` with the persistent release ledger, read through the airlock's own connection:
-    /// for checks outside a review (the explorer's differencing against released cells).
+    /// Runs `f` with the persistent release ledger, read through the airlock's own database
+    /// (each read one consistent snapshot): for checks outside a review (the explorer's
+    /// differencing against released cells).
     pub fn with_ledger<T>(&self, f: impl FnOnce(&dyn kura_sdc::ReleaseLedger) -> T) -> T {
-        let conn = self.lock();
-        f(&TxLedger(&conn))
+        f(&DbLedger(&self.db))
     }
 
     /// Reviews of a project, most recently changed first.
@@ -129,11 +156,12 @@ impl Airlock {
         project: Option<&str>,
         state: Option<State>,
     ) -> Result<Vec<Review>, AirlockError> {
-        let conn = self.lock();
-        db::review_ids(&conn, project, state)?
-            .iter()
-            .map(|id| load(&conn, id).map(|(r, _)| r))
-            .collect()
+        self.db.read(|c| {
+            reviews::review_ids(c, project, state)?
+                .iter()
+                .map(|id| load(c, id, Load::Read).map(|(r, _)| r))
+                .collect()
+        })
     }
 
     pub fn set_context(
@@ -144,7 +172,7 @@ impl Airlock {
         now: DateTime<Utc>,
     ) -> Result<Review, AirlockError> {
         self.update(output_id, |review, _| {
-            review.set_context(actor, context, now)
+            review.set_context(actor, context.clone(), now)
         })
         .map(|(r, _)| r)
     }
@@ -192,10 +220,10 @@ impl Airlock {
     }
 
     /// Loads the staged output (hash-checked), applies the context's population filters and runs
-    /// the rule pack against the persistent ledger, through `conn`.
+    /// the rule pack against the persistent ledger, through `c` (the caller's transaction).
     pub(crate) fn check_output(
         &self,
-        conn: &Connection,
+        c: &mut dyn Sql,
         review: &Review,
         context: Option<&Context>,
     ) -> Result<(StagedTable, Report), AirlockError> {
@@ -205,7 +233,7 @@ impl Airlock {
         table.population_filters = context
             .map(|c| c.population_filters.clone())
             .unwrap_or_default();
-        let ledger = TxLedger(conn);
+        let ledger = TxLedger::new(c);
         let ctx = CheckContext {
             snapshot: &o.snapshot_sha256,
             ledger: Some(&ledger),
@@ -234,49 +262,33 @@ impl Airlock {
         })
     }
 
-    /// Load, change, save, commit; nothing is saved when `f` fails.
-    fn update<T>(
+    /// Lock and load, change, save, commit; nothing is saved when `f` fails. `f` may run again
+    /// (PostgreSQL, after a deadlock) on the review as then stored.
+    fn update<T: Send>(
         &self,
         output_id: &str,
-        f: impl FnOnce(&mut Review, &Transaction<'_>) -> Result<T, AirlockError>,
+        mut f: impl FnMut(&mut Review, &mut dyn Sql) -> Result<T, AirlockError> + Send,
     ) -> Result<(Review, T), AirlockError> {
-        self.transact(|tx| {
-            let (mut review, stored) = load(tx, output_id)?;
-            let out = f(&mut review, tx)?;
-            db::save_review(tx, &review, stored)?;
+        self.db.write(|c| {
+            let (mut review, stored) = load(c, output_id, Load::ForUpdate)?;
+            let out = f(&mut review, c)?;
+            reviews::save_review(c, &review, stored)?;
             Ok((review, out))
         })
     }
 
-    fn transact<T>(
-        &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, AirlockError>,
-    ) -> Result<T, AirlockError> {
-        let mut conn = self.lock();
-        let tx = begin(&mut conn)?;
-        let out = f(&tx)?;
-        tx.commit().map_err(db_err(&conn))?;
-        Ok(out)
-    }
-
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
-        // SQLite rolls back an open transaction when its guard drops, so a panic cannot leave
-        // a half-done change behind: the poison is ignored.
-        match self.conn.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
     }
 }
 
-pub(crate) fn begin(conn: &mut Connection) -> Result<Transaction<'_>, AirlockError> {
-    let path = conn.path().map(PathBuf::from).unwrap_or_default();
-    conn.transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|source| AirlockError::Db { path, source })
-}
-
-pub(crate) fn load(conn: &Connection, output_id: &str) -> Result<(Review, Stored), AirlockError> {
-    db::load_review(conn, output_id)?.ok_or_else(|| AirlockError::NotFound {
+/// The review of `output_id` (`Load::ForUpdate`: locked until the transaction ends).
+pub(crate) fn load(
+    c: &mut dyn Sql,
+    output_id: &str,
+    how: Load,
+) -> Result<(Review, Stored), AirlockError> {
+    reviews::load_review(c, output_id, how)?.ok_or_else(|| AirlockError::NotFound {
         what: "review of output",
         id: output_id.to_string(),
     })

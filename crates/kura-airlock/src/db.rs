@@ -1,461 +1,290 @@
-//! Persistence: the airlock's own `airlock_*` tables in the state directory's `kura.sqlite`
-//! (WAL, `synchronous=FULL`, busy timeout, like kura-store): the schema, and reviews with their
-//! rounds, votes and history. Releases and the ledger are in `ledger.rs`.
+//! The one interface the airlock's statements go through, whichever database holds them:
+//! parameters (`Arg`), rows converted to one form (`Row`), and `Sql`, implemented for a SQLite
+//! connection here and for a PostgreSQL connection in `pg.rs`.
 //!
-//! Other crates own `ctl_*` (kura-store) and `audit_*` (kura-audit); this module touches only
-//! `airlock_*`. Reviews are loaded whole, changed by the pure logic in `workflow.rs`, and saved
-//! in the same `BEGIN IMMEDIATE` transaction: votes and history rows are only ever appended,
-//! and the primary key of `airlock_votes` refuses a second vote by one checker in one round
-//! even if the logic above it were bypassed.
+//! This is kura-store's `db.rs` (same names, same rules) with floating-point values added
+//! (`Arg::Real`, `Cell::Real`, for the ledger's cell values) and `AirlockError` for
+//! `StoreError`. It is a copy because kura-store keeps its layer private; the names are kept so
+//! that, once both use one shared module, switching is replacing the imports.
+//!
+//! Statements are written once, in the dialect both databases share, with SQLite's numbered
+//! placeholders (`?1`); `postgres_placeholders` rewrites them to `$1`. Where the dialects really
+//! differ (a row lock, an advisory lock), the statement asks `Sql::is_postgres`.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::borrow::Cow;
+use std::path::Path;
 
-use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::types::{ToSqlOutput, ValueRef};
 
 use crate::error::AirlockError;
-use crate::workflow::{
-    CheckStamp, Context, Decision, HistoryEntry, Outcome, Review, Round, StagedOutput, State, Vote,
-};
 
-pub const DB_FILE: &str = "kura.sqlite";
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS airlock_reviews (
-    output_id       TEXT PRIMARY KEY,
-    project         TEXT NOT NULL,
-    author          TEXT NOT NULL,
-    title           TEXT NOT NULL,
-    output_sha256   TEXT NOT NULL,      -- as recorded at staging
-    query_id        TEXT NOT NULL,
-    sql             TEXT NOT NULL,
-    snapshot_sha256 TEXT NOT NULL,
-    staged_at       TEXT NOT NULL,
-    state           TEXT NOT NULL,
-    context         TEXT,               -- JSON: the author's current context
-    created_at      TEXT NOT NULL,
-    updated_at      TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS airlock_reviews_by_project ON airlock_reviews(project, created_at);
-CREATE INDEX IF NOT EXISTS airlock_reviews_by_state ON airlock_reviews(state, updated_at);
-CREATE TABLE IF NOT EXISTS airlock_rounds (
-    output_id       TEXT NOT NULL REFERENCES airlock_reviews(output_id),
-    number          INTEGER NOT NULL,
-    submitted_at    TEXT NOT NULL,
-    context         TEXT NOT NULL,      -- JSON: the context as submitted
-    check_stamp     TEXT NOT NULL,      -- JSON: rule pack, version, protected-table SHA-256
-    outcome         TEXT,
-    closed_at       TEXT,
-    PRIMARY KEY (output_id, number)
-);
-CREATE TABLE IF NOT EXISTS airlock_votes (
-    output_id       TEXT NOT NULL REFERENCES airlock_reviews(output_id),
-    round           INTEGER NOT NULL,
-    checker         TEXT NOT NULL,
-    decision        TEXT NOT NULL,
-    comment         TEXT NOT NULL,
-    voted_at        TEXT NOT NULL,
-    PRIMARY KEY (output_id, round, checker)
-);
-CREATE TABLE IF NOT EXISTS airlock_history (
-    output_id       TEXT NOT NULL REFERENCES airlock_reviews(output_id),
-    seq             INTEGER NOT NULL,
-    at              TEXT NOT NULL,
-    actor           TEXT NOT NULL,
-    action          TEXT NOT NULL,
-    state           TEXT NOT NULL,
-    note            TEXT NOT NULL,
-    PRIMARY KEY (output_id, seq)
-);
-CREATE TABLE IF NOT EXISTS airlock_releases (
-    output_id       TEXT PRIMARY KEY REFERENCES airlock_reviews(output_id),
-    project         TEXT NOT NULL,
-    file_name       TEXT NOT NULL,
-    file_sha256     TEXT NOT NULL,
-    manifest_sha256 TEXT NOT NULL,
-    released_at     TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS airlock_ledger (
-    snapshot        TEXT NOT NULL,      -- snapshot SHA-256
-    release         TEXT NOT NULL,      -- output id of the release
-    measure         TEXT NOT NULL,
-    definition      TEXT NOT NULL,      -- JSON array of predicates, sorted
-    value           REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS airlock_ledger_by_snapshot ON airlock_ledger(snapshot);
-CREATE INDEX IF NOT EXISTS airlock_ledger_by_release ON airlock_ledger(release);
-";
-
-/// Opens `<state_dir>/kura.sqlite` the way kura-store does and creates the airlock's tables.
-pub(crate) fn open(state_dir: &Path) -> Result<Connection, AirlockError> {
-    let path = state_dir.join(DB_FILE);
-    let err = |source| AirlockError::Db {
-        path: path.clone(),
-        source,
-    };
-    let conn = Connection::open(&path).map_err(err)?;
-    conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
-    conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
-        .map_err(err)?;
-    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
-        .map_err(err)?;
-    conn.execute_batch(SCHEMA).map_err(err)?;
-    Ok(conn)
+/// A statement parameter: text, integers and (for ledger values) doubles.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Arg<'a> {
+    Text(Option<&'a str>),
+    Int(Option<i64>),
+    Real(Option<f64>),
 }
 
-/// Maps SQLite errors to [`AirlockError::Db`] naming the database file.
-pub(crate) fn db_err(conn: &Connection) -> impl Fn(rusqlite::Error) -> AirlockError + '_ {
-    move |source| AirlockError::Db {
-        path: conn
-            .path()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(DB_FILE)),
-        source,
+impl<'a> From<&'a str> for Arg<'a> {
+    fn from(s: &'a str) -> Arg<'a> {
+        Arg::Text(Some(s))
     }
 }
 
-/// Times are RFC 3339 UTC with microseconds (sorts chronologically), as in kura-store.
-pub(crate) fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+impl<'a> From<&'a String> for Arg<'a> {
+    fn from(s: &'a String) -> Arg<'a> {
+        Arg::Text(Some(s))
+    }
 }
 
-pub(crate) fn parse_ts(what: &'static str, s: &str) -> Result<DateTime<Utc>, AirlockError> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| AirlockError::Corrupt {
-            what,
-            why: format!("time {s:?}: {e}"),
+impl<'a> From<Option<&'a str>> for Arg<'a> {
+    fn from(s: Option<&'a str>) -> Arg<'a> {
+        Arg::Text(s)
+    }
+}
+
+impl<'a> From<&'a Option<String>> for Arg<'a> {
+    fn from(s: &'a Option<String>) -> Arg<'a> {
+        Arg::Text(s.as_deref())
+    }
+}
+
+impl From<i64> for Arg<'_> {
+    fn from(n: i64) -> Self {
+        Arg::Int(Some(n))
+    }
+}
+
+impl From<Option<i64>> for Arg<'_> {
+    fn from(n: Option<i64>) -> Self {
+        Arg::Int(n)
+    }
+}
+
+impl From<f64> for Arg<'_> {
+    fn from(x: f64) -> Self {
+        Arg::Real(Some(x))
+    }
+}
+
+/// The parameters of a statement: `args![a, b]` is `&[Arg::from(a), Arg::from(b)]`.
+macro_rules! args {
+    ($($a:expr),* $(,)?) => { &[$($crate::db::Arg::from($a)),*] };
+}
+pub(crate) use args;
+
+impl rusqlite::ToSql for Arg<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match *self {
+            Arg::Text(Some(s)) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Arg::Int(Some(n)) => ToSqlOutput::Borrowed(ValueRef::Integer(n)),
+            Arg::Real(Some(x)) => ToSqlOutput::Borrowed(ValueRef::Real(x)),
+            Arg::Text(None) | Arg::Int(None) | Arg::Real(None) => {
+                ToSqlOutput::Borrowed(ValueRef::Null)
+            }
         })
+    }
 }
 
-pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
-    what: &'static str,
-    s: &str,
-) -> Result<T, AirlockError> {
-    serde_json::from_str(s).map_err(|e| AirlockError::Corrupt {
-        what,
-        why: e.to_string(),
-    })
+/// One column value of a result row, from either database.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Cell {
+    Null,
+    Int(i64),
+    Real(f64),
+    /// PostgreSQL's `BOOLEAN`; SQLite keeps booleans as integers.
+    Bool(bool),
+    Text(String),
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String, AirlockError> {
-    serde_json::to_string(v).map_err(|e| AirlockError::Corrupt {
-        what: "json",
-        why: e.to_string(),
-    })
-}
+/// A result row, converted from the backend's own row type so that the mapping from rows to
+/// reviews, rounds, votes, cells... is written once.
+#[derive(Debug, Clone)]
+pub(crate) struct Row(pub(crate) Vec<Cell>);
 
-/// How many votes and history entries were stored when a review was loaded: saving appends
-/// only what the transition added.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Stored {
-    votes: usize,
-    history: usize,
-    exists: bool,
-}
+impl Row {
+    fn cell(&self, i: usize) -> Result<&Cell, AirlockError> {
+        self.0.get(i).ok_or_else(|| AirlockError::Corrupt {
+            what: "row",
+            why: format!("no column {i}"),
+        })
+    }
 
-impl Stored {
-    pub(crate) fn new_review() -> Stored {
-        Stored {
-            votes: 0,
-            history: 0,
-            exists: false,
+    fn mismatch(&self, i: usize, want: &str) -> AirlockError {
+        AirlockError::Corrupt {
+            what: "row",
+            why: format!("column {i}: expected {want}, found {:?}", self.0.get(i)),
+        }
+    }
+
+    pub(crate) fn opt_text(&self, i: usize) -> Result<Option<String>, AirlockError> {
+        match self.cell(i)? {
+            Cell::Null => Ok(None),
+            Cell::Text(s) => Ok(Some(s.clone())),
+            _ => Err(self.mismatch(i, "text")),
+        }
+    }
+
+    pub(crate) fn text(&self, i: usize) -> Result<String, AirlockError> {
+        self.opt_text(i)?.ok_or_else(|| self.mismatch(i, "text"))
+    }
+
+    pub(crate) fn opt_int(&self, i: usize) -> Result<Option<i64>, AirlockError> {
+        match self.cell(i)? {
+            Cell::Null => Ok(None),
+            Cell::Int(n) => Ok(Some(*n)),
+            _ => Err(self.mismatch(i, "an integer")),
+        }
+    }
+
+    pub(crate) fn int(&self, i: usize) -> Result<i64, AirlockError> {
+        self.opt_int(i)?
+            .ok_or_else(|| self.mismatch(i, "an integer"))
+    }
+
+    /// A round number: positive and small.
+    pub(crate) fn u32(&self, i: usize) -> Result<u32, AirlockError> {
+        let n = self.int(i)?;
+        u32::try_from(n).map_err(|_| self.mismatch(i, "a round number"))
+    }
+
+    /// A double; SQLite may hand back an integer for a whole value.
+    pub(crate) fn real(&self, i: usize) -> Result<f64, AirlockError> {
+        match self.cell(i)? {
+            Cell::Real(x) => Ok(*x),
+            Cell::Int(n) => Ok(*n as f64),
+            _ => Err(self.mismatch(i, "a number")),
         }
     }
 }
 
-const REVIEW_COLUMNS: &str = "output_id, project, author, title, output_sha256, query_id, sql, \
-    snapshot_sha256, staged_at, state, context, created_at, updated_at";
+/// How a unit of work is isolated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tx {
+    /// Reads that must see one state of the database: a review with its rounds and votes
+    /// (blinding depends on the state and the votes agreeing), a ledger.
+    Read,
+    /// Load -> change -> save, serialised with every other writer of the same review (and,
+    /// for releases, of the same snapshot's ledger).
+    Write,
+}
 
-type ReviewRow = (Vec<String>, Option<String>);
+/// Runs the airlock's statements on one connection (inside a transaction or not).
+pub(crate) trait Sql {
+    /// Runs a statement that returns no rows (or whose rows are not wanted); the number of
+    /// rows it changed.
+    fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, AirlockError>;
 
-pub(crate) fn load_review(
-    conn: &Connection,
-    id: &str,
-) -> Result<Option<(Review, Stored)>, AirlockError> {
-    let row: Option<ReviewRow> = conn
-        .query_row(
-            &format!("SELECT {REVIEW_COLUMNS} FROM airlock_reviews WHERE output_id = ?1"),
-            [id],
-            |r| {
-                let mut v = Vec::with_capacity(13);
-                for i in 0..13 {
-                    if i != 10 {
-                        v.push(r.get::<_, String>(i)?);
+    /// Runs a statement (a `SELECT`, or a write with `RETURNING`) and returns its rows.
+    fn query(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>, AirlockError>;
+
+    /// True on PostgreSQL, for the few statements whose text differs.
+    fn is_postgres(&self) -> bool;
+
+    /// The first row, if any.
+    fn query_opt(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Option<Row>, AirlockError> {
+        Ok(self.query(sql, args)?.into_iter().next())
+    }
+}
+
+/// `?N` placeholders as PostgreSQL's `$N`, leaving quoted text and identifiers alone.
+pub(crate) fn postgres_placeholders(sql: &str) -> Cow<'_, str> {
+    if !sql.contains('?') {
+        return Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut quote: Option<char> = None;
+    for c in sql.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None if c == '?' => {
+                out.push('$');
+                continue;
+            }
+            None => {}
+        }
+        out.push(c);
+    }
+    Cow::Owned(out)
+}
+
+/// The SQLite side: a connection (or an open transaction on it) and the file, for messages.
+pub(crate) struct Sqlite<'a> {
+    pub(crate) conn: &'a rusqlite::Connection,
+    pub(crate) path: &'a Path,
+}
+
+impl Sqlite<'_> {
+    fn err(&self, source: rusqlite::Error) -> AirlockError {
+        AirlockError::Db {
+            path: self.path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+impl Sql for Sqlite<'_> {
+    fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, AirlockError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let n = stmt
+            .execute(rusqlite::params_from_iter(args))
+            .map_err(|e| self.err(e))?;
+        Ok(n as u64)
+    }
+
+    fn query(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>, AirlockError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let width = stmt.column_count();
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(args))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let mut cells = Vec::with_capacity(width);
+            for i in 0..width {
+                cells.push(match r.get_ref(i).map_err(|e| self.err(e))? {
+                    ValueRef::Null => Cell::Null,
+                    ValueRef::Integer(n) => Cell::Int(n),
+                    ValueRef::Real(x) => Cell::Real(x),
+                    ValueRef::Text(t) => {
+                        Cell::Text(String::from_utf8(t.to_vec()).map_err(|e| {
+                            AirlockError::Corrupt {
+                                what: "row",
+                                why: format!("column {i}: {e}"),
+                            }
+                        })?)
                     }
-                }
-                Ok((v, r.get::<_, Option<String>>(10)?))
-            },
-        )
-        .optional()
-        .map_err(db_err(conn))?;
-    let Some((v, context)) = row else {
-        return Ok(None);
-    };
-    let output = StagedOutput {
-        id: v[0].clone(),
-        project: v[1].clone(),
-        author: v[2].clone(),
-        title: v[3].clone(),
-        sha256: v[4].clone(),
-        query_id: v[5].clone(),
-        sql: v[6].clone(),
-        snapshot_sha256: v[7].clone(),
-        staged_at: parse_ts("review", &v[8])?,
-    };
-    let state = State::parse(&v[9]).ok_or_else(|| AirlockError::Corrupt {
-        what: "review state",
-        why: v[9].clone(),
-    })?;
-    let context: Option<Context> = context
-        .map(|c| from_json("review context", &c))
-        .transpose()?;
-    let rounds = load_rounds(conn, id)?;
-    let votes = load_votes(conn, id)?;
-    let history = load_history(conn, id)?;
-    let stored = Stored {
-        votes: votes.len(),
-        history: history.len(),
-        exists: true,
-    };
-    let review = Review {
-        output,
-        state,
-        context,
-        rounds,
-        votes,
-        history,
-        created_at: parse_ts("review", &v[10])?,
-        updated_at: parse_ts("review", &v[11])?,
-    };
-    Ok(Some((review, stored)))
-}
-
-fn load_rounds(conn: &Connection, id: &str) -> Result<Vec<Round>, AirlockError> {
-    let mut stmt = conn
-        .prepare(
-            "SELECT number, submitted_at, context, check_stamp, outcome, closed_at
-             FROM airlock_rounds WHERE output_id = ?1 ORDER BY number",
-        )
-        .map_err(db_err(conn))?;
-    let rows = stmt
-        .query_map([id], |r| {
-            Ok((
-                r.get::<_, u32>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-            ))
-        })
-        .map_err(db_err(conn))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(db_err(conn))?;
-    rows.into_iter()
-        .map(|(number, at, context, stamp, outcome, closed)| {
-            Ok(Round {
-                number,
-                submitted_at: parse_ts("round", &at)?,
-                context: from_json("round context", &context)?,
-                check: from_json::<CheckStamp>("round check", &stamp)?,
-                outcome: outcome
-                    .map(|o| {
-                        Outcome::parse(&o).ok_or(AirlockError::Corrupt {
-                            what: "round outcome",
-                            why: o,
+                    ValueRef::Blob(_) => {
+                        return Err(AirlockError::Corrupt {
+                            what: "row",
+                            why: format!("column {i}: unexpected blob value"),
                         })
-                    })
-                    .transpose()?,
-                closed_at: closed.map(|c| parse_ts("round", &c)).transpose()?,
-            })
-        })
-        .collect()
+                    }
+                });
+            }
+            out.push(Row(cells));
+        }
+        Ok(out)
+    }
+
+    fn is_postgres(&self) -> bool {
+        false
+    }
 }
 
-fn load_votes(conn: &Connection, id: &str) -> Result<Vec<Vote>, AirlockError> {
-    let mut stmt = conn
-        .prepare(
-            "SELECT round, checker, decision, comment, voted_at FROM airlock_votes
-             WHERE output_id = ?1 ORDER BY rowid",
-        )
-        .map_err(db_err(conn))?;
-    let rows = stmt
-        .query_map([id], |r| {
-            Ok((
-                r.get::<_, u32>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-            ))
-        })
-        .map_err(db_err(conn))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(db_err(conn))?;
-    rows.into_iter()
-        .map(|(round, checker, decision, comment, at)| {
-            Ok(Vote {
-                round,
-                checker,
-                decision: Decision::parse(&decision).ok_or(AirlockError::Corrupt {
-                    what: "vote",
-                    why: decision,
-                })?,
-                comment,
-                at: parse_ts("vote", &at)?,
-            })
-        })
-        .collect()
-}
+#[cfg(test)]
+mod tests {
+    use super::postgres_placeholders;
 
-fn load_history(conn: &Connection, id: &str) -> Result<Vec<HistoryEntry>, AirlockError> {
-    let mut stmt = conn
-        .prepare(
-            "SELECT at, actor, action, state, note FROM airlock_history
-             WHERE output_id = ?1 ORDER BY seq",
-        )
-        .map_err(db_err(conn))?;
-    let rows = stmt
-        .query_map([id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-            ))
-        })
-        .map_err(db_err(conn))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(db_err(conn))?;
-    rows.into_iter()
-        .map(|(at, actor, action, state, note)| {
-            Ok(HistoryEntry {
-                at: parse_ts("history", &at)?,
-                actor,
-                action,
-                state: State::parse(&state).ok_or(AirlockError::Corrupt {
-                    what: "history state",
-                    why: state,
-                })?,
-                note,
-            })
-        })
-        .collect()
-}
-
-/// Writes a review changed by the workflow: the review row, every round (few, upserted), and the
-/// votes and history entries added since it was loaded. Call inside a transaction.
-pub(crate) fn save_review(
-    conn: &Connection,
-    review: &Review,
-    stored: Stored,
-) -> Result<(), AirlockError> {
-    let e = db_err(conn);
-    let o = &review.output;
-    let context = review.context.as_ref().map(to_json).transpose()?;
-    if stored.exists {
-        conn.execute(
-            "UPDATE airlock_reviews SET state = ?2, context = ?3, updated_at = ?4
-             WHERE output_id = ?1",
-            params![o.id, review.state.as_str(), context, ts(review.updated_at)],
-        )
-        .map_err(&e)?;
-    } else {
-        conn.execute(
-            &format!(
-                "INSERT INTO airlock_reviews ({REVIEW_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-            ),
-            params![
-                o.id,
-                o.project,
-                o.author,
-                o.title,
-                o.sha256,
-                o.query_id,
-                o.sql,
-                o.snapshot_sha256,
-                ts(o.staged_at),
-                review.state.as_str(),
-                context,
-                ts(review.created_at),
-                ts(review.updated_at)
-            ],
-        )
-        .map_err(&e)?;
+    #[test]
+    fn placeholders_are_rewritten_outside_quotes_only() {
+        assert_eq!(
+            postgres_placeholders("SELECT \"a?1\", '?2' FROM t WHERE x = ?1 AND y = ?12"),
+            "SELECT \"a?1\", '?2' FROM t WHERE x = $1 AND y = $12"
+        );
+        assert_eq!(postgres_placeholders("SELECT 1"), "SELECT 1");
     }
-    for r in &review.rounds {
-        conn.execute(
-            "INSERT INTO airlock_rounds (output_id, number, submitted_at, context, check_stamp,
-                                         outcome, closed_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT(output_id, number) DO UPDATE SET outcome = ?6, closed_at = ?7",
-            params![
-                o.id,
-                r.number,
-                ts(r.submitted_at),
-                to_json(&r.context)?,
-                to_json(&r.check)?,
-                r.outcome.map(Outcome::as_str),
-                r.closed_at.map(ts)
-            ],
-        )
-        .map_err(&e)?;
-    }
-    for v in review.votes.iter().skip(stored.votes) {
-        conn.execute(
-            "INSERT INTO airlock_votes (output_id, round, checker, decision, comment, voted_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                o.id,
-                v.round,
-                v.checker,
-                v.decision.as_str(),
-                v.comment,
-                ts(v.at)
-            ],
-        )
-        .map_err(&e)?;
-    }
-    for (seq, h) in review.history.iter().enumerate().skip(stored.history) {
-        conn.execute(
-            "INSERT INTO airlock_history (output_id, seq, at, actor, action, state, note)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                o.id,
-                seq as i64,
-                ts(h.at),
-                h.actor,
-                h.action,
-                h.state.as_str(),
-                h.note
-            ],
-        )
-        .map_err(&e)?;
-    }
-    Ok(())
-}
-
-/// Output ids of reviews, newest first: of one project, or (None) in one state.
-pub(crate) fn review_ids(
-    conn: &Connection,
-    project: Option<&str>,
-    state: Option<State>,
-) -> Result<Vec<String>, AirlockError> {
-    let mut stmt = conn
-        .prepare(
-            "SELECT output_id FROM airlock_reviews
-             WHERE (?1 IS NULL OR project = ?1) AND (?2 IS NULL OR state = ?2)
-             ORDER BY updated_at DESC, output_id",
-        )
-        .map_err(db_err(conn))?;
-    let ids = stmt
-        .query_map(params![project, state.map(State::as_str)], |r| r.get(0))
-        .map_err(db_err(conn))?
-        .collect::<Result<Vec<String>, _>>()
-        .map_err(db_err(conn))?;
-    Ok(ids)
 }

@@ -72,12 +72,29 @@ pub enum AirlockError {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// 500 / 503.
+    /// 409: another request changed the review between this one's load and save. The review's
+    /// lock prevents it; this is the guard should a path ever skip the lock. Try again.
+    #[error(
+        "output {output} was changed by another request at the same time; reload it and try again"
+    )]
+    Raced { output: String },
+    /// 500 / 503: the SQLite database.
     #[error("airlock database {path}: {source}")]
     Db {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    /// 500 / 503: the PostgreSQL database. `database` is `postgres://user@host:port/db` (never
+    /// the password); `code` the SQLSTATE when the server answered with an error.
+    #[error("airlock database {database}: {message}")]
+    Postgres {
+        database: String,
+        code: Option<String>,
+        message: String,
+    },
+    /// At start-up: the configured database cannot be used as it is (the message says why).
+    #[error("airlock database: {0}")]
+    Config(String),
     /// 500: a stored row does not parse.
     #[error("stored {what} is damaged: {why}")]
     Corrupt { what: &'static str, why: String },

@@ -1,16 +1,22 @@
 //! Releases and the persistent release ledger, in the `airlock_releases` and `airlock_ledger`
 //! tables: which outputs were released (file and manifest hashes), and every cell released from
-//! each snapshot, so that differencing is checked against all of them across restarts.
+//! each snapshot, so that differencing is checked against all of them across restarts and
+//! across the nodes sharing one PostgreSQL database.
+//!
+//! A release's cells, its release row and its review's new state are written in one transaction
+//! (`release.rs`), after the snapshot's ledger lock (`store::lock_ledger`): a cell is recorded
+//! exactly when its release is, and two releases from one snapshot check one after the other.
 
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use kura_sdc::{LedgerError, ReleaseLedger, ReleasedCell};
-use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::db::{db_err, from_json, open, parse_ts, ts};
+use crate::db::{args, Sql};
 use crate::error::AirlockError;
+use crate::store::{self, from_json, parse_ts, ts, AirlockDatabase, Db};
 
 /// A recorded release.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -23,58 +29,42 @@ pub struct ReleaseRecord {
     pub released_at: DateTime<Utc>,
 }
 
-pub(crate) fn insert_release(conn: &Connection, r: &ReleaseRecord) -> Result<(), AirlockError> {
-    conn.execute(
+pub(crate) fn insert_release(c: &mut dyn Sql, r: &ReleaseRecord) -> Result<(), AirlockError> {
+    c.execute(
         "INSERT INTO airlock_releases (output_id, project, file_name, file_sha256,
                                        manifest_sha256, released_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            r.output_id,
-            r.project,
-            r.file_name,
-            r.file_sha256,
-            r.manifest_sha256,
-            ts(r.released_at)
+        args![
+            &r.output_id,
+            &r.project,
+            &r.file_name,
+            &r.file_sha256,
+            &r.manifest_sha256,
+            &ts(r.released_at)
         ],
-    )
-    .map_err(db_err(conn))?;
+    )?;
     Ok(())
 }
 
 pub(crate) fn release_record(
-    conn: &Connection,
+    c: &mut dyn Sql,
     id: &str,
 ) -> Result<Option<ReleaseRecord>, AirlockError> {
-    let row = conn
-        .query_row(
-            "SELECT output_id, project, file_name, file_sha256, manifest_sha256, released_at
-             FROM airlock_releases WHERE output_id = ?1",
-            [id],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                ))
-            },
-        )
-        .optional()
-        .map_err(db_err(conn))?;
-    row.map(
-        |(output_id, project, file_name, file_sha256, manifest_sha256, at)| {
-            Ok(ReleaseRecord {
-                output_id,
-                project,
-                file_name,
-                file_sha256,
-                manifest_sha256,
-                released_at: parse_ts("release", &at)?,
-            })
-        },
-    )
+    c.query_opt(
+        "SELECT output_id, project, file_name, file_sha256, manifest_sha256, released_at
+         FROM airlock_releases WHERE output_id = ?1",
+        args![id],
+    )?
+    .map(|r| {
+        Ok(ReleaseRecord {
+            output_id: r.text(0)?,
+            project: r.text(1)?,
+            file_name: r.text(2)?,
+            file_sha256: r.text(3)?,
+            manifest_sha256: r.text(4)?,
+            released_at: parse_ts("release", &r.text(5)?)?,
+        })
+    })
     .transpose()
 }
 
@@ -88,139 +78,154 @@ pub(crate) struct ProjectCell {
 
 /// Every cell released by `project` (from any snapshot).
 pub(crate) fn project_cells(
-    conn: &Connection,
+    c: &mut dyn Sql,
     project: &str,
 ) -> Result<Vec<ProjectCell>, AirlockError> {
-    let mut stmt = conn
-        .prepare(
-            "SELECT l.release, l.measure, l.definition, l.value, l.snapshot, r.released_at
-             FROM airlock_ledger l JOIN airlock_releases r ON r.output_id = l.release
-             WHERE r.project = ?1 ORDER BY r.released_at, l.rowid",
-        )
-        .map_err(db_err(conn))?;
-    let rows = stmt
-        .query_map([project], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, f64>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-            ))
+    c.query(
+        "SELECT l.release, l.measure, l.definition, l.value, l.snapshot, r.released_at
+         FROM airlock_ledger l JOIN airlock_releases r ON r.output_id = l.release
+         WHERE r.project = ?1 ORDER BY r.released_at, l.rowid",
+        args![project],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(ProjectCell {
+            cell: ReleasedCell {
+                release: r.text(0)?,
+                measure: r.text(1)?,
+                definition: from_json::<BTreeSet<String>>("ledger definition", &r.text(2)?)?,
+                value: r.real(3)?,
+            },
+            snapshot: r.text(4)?,
+            released_at: parse_ts("release", &r.text(5)?)?,
         })
-        .map_err(db_err(conn))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(db_err(conn))?;
-    rows.into_iter()
-        .map(|(release, measure, definition, value, snapshot, at)| {
-            Ok(ProjectCell {
-                cell: ReleasedCell {
-                    release,
-                    measure,
-                    definition: from_json::<BTreeSet<String>>("ledger definition", &definition)?,
-                    value,
-                },
-                snapshot,
-                released_at: parse_ts("release", &at)?,
-            })
-        })
-        .collect()
+    })
+    .collect()
 }
 
-fn ledger_cells(conn: &Connection, snapshot: &str) -> Result<Vec<ReleasedCell>, LedgerError> {
-    let le = |e: rusqlite::Error| LedgerError(format!("airlock_ledger: {e}"));
-    let mut stmt = conn
-        .prepare(
-            "SELECT release, measure, definition, value FROM airlock_ledger
-             WHERE snapshot = ?1 ORDER BY rowid",
-        )
-        .map_err(le)?;
-    let rows = stmt
-        .query_map([snapshot], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, f64>(3)?,
-            ))
+fn ledger_cells(c: &mut dyn Sql, snapshot: &str) -> Result<Vec<ReleasedCell>, AirlockError> {
+    c.query(
+        "SELECT release, measure, definition, value FROM airlock_ledger
+         WHERE snapshot = ?1 ORDER BY rowid",
+        args![snapshot],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(ReleasedCell {
+            release: r.text(0)?,
+            measure: r.text(1)?,
+            definition: from_json("ledger definition", &r.text(2)?)?,
+            value: r.real(3)?,
         })
-        .map_err(le)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(le)?;
-    rows.into_iter()
-        .map(|(release, measure, definition, value)| {
-            Ok(ReleasedCell {
-                release,
-                measure,
-                definition: serde_json::from_str(&definition)
-                    .map_err(|e| LedgerError(format!("airlock_ledger definition: {e}")))?,
-                value,
-            })
-        })
-        .collect()
+    })
+    .collect()
 }
 
-fn insert_cells(
-    conn: &Connection,
+/// Records a release's cells. Call in the release's write transaction, after the snapshot's
+/// ledger lock and the check.
+pub(crate) fn insert_cells(
+    c: &mut dyn Sql,
     snapshot: &str,
     cells: &[ReleasedCell],
-) -> Result<(), LedgerError> {
-    let le = |e: rusqlite::Error| LedgerError(format!("airlock_ledger: {e}"));
-    let mut stmt = conn
-        .prepare(
+) -> Result<(), AirlockError> {
+    for cell in cells {
+        let def = store::to_json(&cell.definition)?;
+        c.execute(
             "INSERT INTO airlock_ledger (snapshot, release, measure, definition, value)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .map_err(le)?;
-    for c in cells {
-        let def = serde_json::to_string(&c.definition)
-            .map_err(|e| LedgerError(format!("airlock_ledger definition: {e}")))?;
-        stmt.execute(params![snapshot, c.release, c.measure, def, c.value])
-            .map_err(le)?;
+            args![snapshot, &cell.release, &cell.measure, &def, cell.value],
+        )?;
     }
     Ok(())
 }
 
-/// The ledger seen through an open transaction (used by the release, so that checking and
-/// recording happen under one write lock).
-pub(crate) struct TxLedger<'c>(pub &'c Connection);
+fn ledger_error(e: AirlockError) -> LedgerError {
+    LedgerError(format!("airlock_ledger: {e}"))
+}
 
-impl ReleaseLedger for TxLedger<'_> {
+/// The ledger seen through an open transaction (used by submission, the report and the
+/// release, so that checking and recording see the same ledger).
+pub(crate) struct TxLedger<'a, 'c>(RefCell<&'a mut (dyn Sql + 'c)>);
+
+impl<'a, 'c> TxLedger<'a, 'c> {
+    pub(crate) fn new(c: &'a mut (dyn Sql + 'c)) -> Self {
+        TxLedger(RefCell::new(c))
+    }
+}
+
+impl ReleaseLedger for TxLedger<'_, '_> {
     fn released(&self, snapshot: &str) -> Result<Vec<ReleasedCell>, LedgerError> {
-        ledger_cells(self.0, snapshot)
+        let mut c = self
+            .0
+            .try_borrow_mut()
+            .map_err(|_| LedgerError("airlock_ledger: read while being written".into()))?;
+        ledger_cells(&mut **c, snapshot).map_err(ledger_error)
     }
 
+    /// Call inside a write transaction that took the snapshot's ledger lock before checking.
     fn record(&mut self, snapshot: &str, cells: Vec<ReleasedCell>) -> Result<(), LedgerError> {
-        insert_cells(self.0, snapshot, &cells)
+        insert_cells(&mut **self.0.get_mut(), snapshot, &cells).map_err(ledger_error)
+    }
+}
+
+/// The ledger read through the airlock's database, each call a consistent read of its own:
+/// for checks outside a review (`Airlock::with_ledger`, the explorer's differencing).
+pub(crate) struct DbLedger<'d>(pub(crate) &'d Db);
+
+impl ReleaseLedger for DbLedger<'_> {
+    fn released(&self, snapshot: &str) -> Result<Vec<ReleasedCell>, LedgerError> {
+        self.0
+            .read(|c| ledger_cells(c, snapshot))
+            .map_err(ledger_error)
+    }
+
+    /// All cells or none, after the releases from `snapshot` that committed before.
+    fn record(&mut self, snapshot: &str, cells: Vec<ReleasedCell>) -> Result<(), LedgerError> {
+        self.0
+            .write(|c| {
+                store::lock_ledger(c, snapshot)?;
+                insert_cells(c, snapshot, &cells)
+            })
+            .map_err(ledger_error)
     }
 }
 
 /// The persistent release ledger: every cell released from each snapshot, in `airlock_ledger`,
 /// surviving restarts. Implements [`kura_sdc::ReleaseLedger`].
 pub struct PersistentLedger {
-    conn: Connection,
+    db: Db,
 }
 
 impl PersistentLedger {
     /// Opens the ledger in `<state_dir>/kura.sqlite`.
     pub fn open(state_dir: &Path) -> Result<PersistentLedger, AirlockError> {
+        PersistentLedger::open_at(state_dir, &AirlockDatabase::StateDir)
+    }
+
+    /// Opens the ledger in a PostgreSQL database (`postgres://user@host:port/db`), the one
+    /// the nodes' airlocks share.
+    pub fn open_postgres(url: &str) -> Result<PersistentLedger, AirlockError> {
+        PersistentLedger::open_at(Path::new("."), &AirlockDatabase::Postgres(url.to_string()))
+    }
+
+    /// Opens the ledger where the configuration says (`state_dir` is used for SQLite only).
+    pub fn open_at(
+        state_dir: &Path,
+        database: &AirlockDatabase,
+    ) -> Result<PersistentLedger, AirlockError> {
         Ok(PersistentLedger {
-            conn: open(state_dir)?,
+            db: Db::open(state_dir, database)?,
         })
     }
 }
 
 impl ReleaseLedger for PersistentLedger {
     fn released(&self, snapshot: &str) -> Result<Vec<ReleasedCell>, LedgerError> {
-        ledger_cells(&self.conn, snapshot)
+        DbLedger(&self.db).released(snapshot)
     }
 
     /// All cells or none (one transaction).
     fn record(&mut self, snapshot: &str, cells: Vec<ReleasedCell>) -> Result<(), LedgerError> {
-        let le = |e: rusqlite::Error| LedgerError(format!("airlock_ledger: {e}"));
-        let tx = self.conn.transaction().map_err(le)?;
-        insert_cells(&tx, snapshot, &cells)?;
-        tx.commit().map_err(le)
+        DbLedger(&self.db).record(snapshot, cells)
     }
 }

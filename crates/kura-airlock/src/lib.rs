@@ -8,7 +8,9 @@
 //!   rejected -> released, withdrawn; context before submission; two blind checker votes, a
 //!   third to break ties; the author never reviews.
 //! - [`model`]: the data (states, decisions, context, rounds, votes).
-//! - `db` and [`ledger`]: the `airlock_*` tables of `kura.sqlite`; the persistent release
+//! - `store`, `schema`, `reviews` and [`ledger`]: the `airlock_*` tables, in the state
+//!   directory's `kura.sqlite` or in a PostgreSQL database shared by several nodes
+//!   ([`AirlockDatabase`]), through one statement layer (`db`, `pg`); the persistent release
 //!   ledger ([`PersistentLedger`]).
 //! - [`release`]: the protected table, a signed manifest, the ledger; [`verify`] checks a
 //!   release directory with the verifier key.
@@ -21,9 +23,13 @@ mod db;
 pub mod error;
 pub mod ledger;
 pub mod model;
+mod pg;
 pub mod release;
 pub mod report;
+mod reviews;
+mod schema;
 pub mod staged;
+mod store;
 pub mod verify;
 pub mod workflow;
 
@@ -33,6 +39,7 @@ pub use ledger::{PersistentLedger, ReleaseRecord};
 pub use release::{Manifest, Release, ReleasedFile};
 pub use report::{CheckerReport, Overlap, Relation};
 pub use staged::{load_staged, staged_path, table_from_arrow, StagedLimits};
+pub use store::AirlockDatabase;
 pub use verify::verify_release;
 pub use workflow::{
     CheckStamp, Context, Decision, HistoryEntry, OpenRound, Outcome, Review, ReviewView, Round,

@@ -1,16 +1,18 @@
 //! Release: an approved output is checked once more, written as its protected table with a
 //! signed manifest under `<state>/releases/<id>/`, and its published cells go into the ledger.
 //!
-//! Order (all under one `BEGIN IMMEDIATE` transaction, so no other release checks or records in
-//! between): re-read and hash-check the staged file; re-run the rule pack against the ledger; if
-//! the protected table is not the one the checkers approved (e.g. an earlier release now makes a
+//! Order (all in one write transaction that first locks the review, then the snapshot's ledger,
+//! so that no other release from the snapshot checks or records in between, on any node):
+//! re-read and hash-check the staged file; re-run the rule pack against the ledger; if the
+//! protected table is not the one the checkers approved (e.g. an earlier release now makes a
 //! cell a differencing risk), nothing is written and the review goes back to
 //! `changes_requested`. Otherwise the CSV, `manifest.json` and `manifest.sig` are written into a
 //! temporary directory (each file fsynced, then the directory), the ledger rows, the release row
 //! and the state change are inserted, the directory is renamed into place, and the transaction
-//! commits. A failure before the commit removes what was written and rolls back; a crash between
-//! the rename and the commit leaves a directory without a release row, which the next release of
-//! that output moves aside (`releases/.orphaned/`) before writing its own.
+//! commits. A failure before the commit removes what was written and rolls back; a crash (or a
+//! failed commit) between the rename and the commit leaves a directory without a release row,
+//! which the next release of that output moves aside (`releases/.orphaned/`) before writing its
+//! own.
 
 use std::fs::File;
 use std::io::Write;
@@ -18,14 +20,16 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use kura_audit::note::LogKey;
-use kura_sdc::{Action, MeasureKind, ReleaseLedger, ReleasedCell, Report, StagedTable};
+use kura_sdc::{Action, MeasureKind, ReleasedCell, Report, StagedTable};
 use serde::{Deserialize, Serialize};
 
-use crate::airlock::{begin, load, Airlock};
-use crate::db::{self, db_err};
+use crate::airlock::{load, Airlock};
+use crate::db::Sql;
 use crate::error::AirlockError;
-use crate::ledger::{self, ReleaseRecord, TxLedger};
+use crate::ledger::{self, ReleaseRecord};
+use crate::reviews::{self, Load};
 use crate::staged::sha256_hex;
+use crate::store;
 use crate::workflow::State;
 
 pub const RELEASES_DIR: &str = "releases";
@@ -97,12 +101,37 @@ pub struct ReleasedFile {
     pub bytes: Vec<u8>,
 }
 
+/// What a release transaction ends with; both commit.
+enum Step {
+    Released(Box<Release>),
+    /// The check no longer gives what was approved: the review went back to the author.
+    Refused(String),
+}
+
 impl Airlock {
     /// Releases an approved output (see the module comment for the order of steps).
     pub fn release(&self, output_id: &str, now: DateTime<Utc>) -> Result<Release, AirlockError> {
-        let mut conn = self.lock();
-        let tx = begin(&mut conn)?;
-        let (mut review, stored) = load(&tx, output_id)?;
+        match self.db().write(|c| self.release_in(c, output_id, now))? {
+            Step::Released(release) => Ok(*release),
+            Step::Refused(reason) => Err(AirlockError::CheckChanged {
+                output: output_id.to_string(),
+                reason,
+            }),
+        }
+    }
+
+    /// The release inside its write transaction. Whatever fails before the end removes the
+    /// files it wrote, so that the transaction can be rolled back (and, on PostgreSQL after a
+    /// deadlock, run again).
+    fn release_in(
+        &self,
+        c: &mut dyn Sql,
+        output_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Step, AirlockError> {
+        // The review's row first (a second release of the same output waits, then finds it
+        // released), then the snapshot's ledger (every other release from it waits).
+        let (mut review, stored) = load(c, output_id, Load::ForUpdate)?;
         if review.state != State::Approved {
             return Err(AirlockError::WrongState {
                 output: output_id.to_string(),
@@ -118,7 +147,8 @@ impl Airlock {
                 what: "review",
                 why: format!("{output_id} is approved but has no approving round"),
             })?;
-        let checked = match self.check_output(&tx, &review, Some(&round.context)) {
+        store::lock_ledger(c, &review.output.snapshot_sha256)?;
+        let checked = match self.check_output(c, &review, Some(&round.context)) {
             Ok((table, report)) => match self.changed_since_review(&report, &round.check) {
                 None => Ok((table, report)),
                 Some(reason) => Err(reason),
@@ -134,12 +164,8 @@ impl Airlock {
             Ok(x) => x,
             Err(reason) => {
                 review.return_for_changes(&reason, now)?;
-                db::save_review(&tx, &review, stored)?;
-                tx.commit().map_err(db_err(&conn))?;
-                return Err(AirlockError::CheckChanged {
-                    output: output_id.to_string(),
-                    reason,
-                });
+                reviews::save_review(c, &review, stored)?;
+                return Ok(Step::Refused(reason));
             }
         };
         let csv = report.protected_csv().unwrap_or_default().into_bytes();
@@ -160,7 +186,7 @@ impl Airlock {
             snapshot_sha256: o.snapshot_sha256.clone(),
             rule_pack: report.pack.clone(),
             rule_pack_version: report.pack_version.clone(),
-            released_at: db::ts(now),
+            released_at: store::ts(now),
         };
         let text = manifest.canonical_text()?;
         let signature = self.release_key()?.sign_note(&text);
@@ -183,15 +209,12 @@ impl Airlock {
         write_synced(&tmp.path.join(SIGNATURE_FILE), signature.as_bytes())?;
         sync_dir(&tmp.path)?;
 
-        TxLedger(&tx)
-            .record(&o.snapshot_sha256, cells)
-            .map_err(|e| AirlockError::Corrupt {
-                what: "release ledger",
-                why: e.0,
-            })?;
+        // Directly rather than through `ReleaseLedger::record`: a database error keeps its
+        // SQLSTATE (a deadlock runs the release again).
+        ledger::insert_cells(c, &o.snapshot_sha256, &cells)?;
         let manifest_sha256 = sha256_hex(text.as_bytes());
         ledger::insert_release(
-            &tx,
+            c,
             &ReleaseRecord {
                 output_id: o.id.clone(),
                 project: o.project.clone(),
@@ -202,21 +225,22 @@ impl Airlock {
             },
         )?;
         review.mark_released(&manifest.file, now)?;
-        db::save_review(&tx, &review, stored)?;
+        reviews::save_review(c, &review, stored)?;
 
         std::fs::rename(&tmp.path, &dir).map_err(AirlockError::io(&dir))?;
         tmp.disarm();
         let placed = Removal::new(dir.clone());
         sync_dir(&releases)?;
-        tx.commit().map_err(db_err(&conn))?;
+        // From here the directory stays: if the commit fails (or its answer is lost), it is a
+        // directory without a release row, which the next release of the output sets aside.
         placed.disarm();
-        Ok(Release {
+        Ok(Step::Released(Box::new(Release {
             dir,
             manifest,
             manifest_sha256,
             signature,
             cells_recorded,
-        })
+        })))
     }
 
     /// Why the check at release no longer gives what the round approved, if it does not.
@@ -274,7 +298,10 @@ impl Airlock {
         Ok(self.release_key()?.verifier_key())
     }
 
-    /// `<state>/keys/release-signing.key`, created on first use.
+    /// `<state>/keys/release-signing.key`, created on first use. Two releases may be the first
+    /// at once (two nodes sharing the state directory, or two snapshots' releases on one node
+    /// with PostgreSQL): the key is written whole under a name of its own, then linked into
+    /// place, which only one of them can do; the others drop theirs and load the winner's.
     fn release_key(&self) -> Result<LogKey, AirlockError> {
         let dir = self.config.state_dir.join("keys");
         if !dir.exists() {
@@ -286,25 +313,46 @@ impl Airlock {
                 .map_err(AirlockError::io(&dir))?;
         }
         let path = dir.join(KEY_FILE);
-        LogKey::load_or_create(&path, &self.config.release_key_name).map_err(|e| {
-            AirlockError::Key {
-                path,
-                why: e.to_string(),
-            }
-        })
+        let name = &self.config.release_key_name;
+        let key_error = |path: &Path, e: kura_audit::AuditError| AirlockError::Key {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        };
+        if path.exists() {
+            return LogKey::load_or_create(&path, name).map_err(|e| key_error(&path, e));
+        }
+        let mut nonce = [0u8; 8];
+        getrandom::fill(&mut nonce).map_err(|e| AirlockError::Key {
+            path: path.clone(),
+            why: format!("no randomness for a new key: {e}"),
+        })?;
+        let mine = dir.join(format!(".{KEY_FILE}.{}", hex::encode(nonce)));
+        let created = LogKey::load_or_create(&mine, name).map_err(|e| key_error(&mine, e));
+        let linked = created.and_then(|key| match std::fs::hard_link(&mine, &path) {
+            Ok(()) => sync_dir(&dir).map(|()| Some(key)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(AirlockError::Io {
+                path: path.clone(),
+                source: e,
+            }),
+        });
+        let _ = std::fs::remove_file(&mine);
+        match linked? {
+            Some(key) => Ok(key),
+            None => LogKey::load_or_create(&path, name).map_err(|e| key_error(&path, e)),
+        }
     }
 
     /// The released CSV of `output_id`, re-read and checked against the hash recorded at release;
     /// a mismatch is [`AirlockError::Tampered`] and nothing may be served.
     pub fn released_file(&self, output_id: &str) -> Result<ReleasedFile, AirlockError> {
-        let record = {
-            let conn = self.lock();
-            ledger::release_record(&conn, output_id)?
-        }
-        .ok_or_else(|| AirlockError::NotFound {
-            what: "release of output",
-            id: output_id.to_string(),
-        })?;
+        let record = self
+            .db()
+            .read(|c| ledger::release_record(c, output_id))?
+            .ok_or_else(|| AirlockError::NotFound {
+                what: "release of output",
+                id: output_id.to_string(),
+            })?;
         let path = self
             .config
             .state_dir
@@ -330,8 +378,7 @@ impl Airlock {
 
     /// The release record of an output, if it was released.
     pub fn release_record(&self, output_id: &str) -> Result<Option<ReleaseRecord>, AirlockError> {
-        let conn = self.lock();
-        ledger::release_record(&conn, output_id)
+        self.db().read(|c| ledger::release_record(c, output_id))
     }
 }
 

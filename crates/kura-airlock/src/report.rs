@@ -10,10 +10,11 @@ use kura_sdc::{MeasureKind, ReleasedCell, Report, StagedTable};
 use serde::Serialize;
 
 use crate::airlock::{load, Airlock};
-use crate::db;
 use crate::error::AirlockError;
 use crate::ledger::{self, ProjectCell};
+use crate::reviews::Load;
 use crate::staged::sha256_hex;
+use crate::store;
 use crate::workflow::{Context, State};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -78,18 +79,21 @@ pub struct Overlap {
 impl Airlock {
     /// The report for checkers (and the author) on `output_id`.
     pub fn report(&self, output_id: &str) -> Result<CheckerReport, AirlockError> {
-        let conn = self.lock();
-        let (review, _) = load(&conn, output_id)?;
+        // One snapshot: the review, the ledger it is checked against and the released cells.
+        let (review, context, table, report, released) = self.db().read(|c| {
+            let (review, _) = load(c, output_id, Load::Read)?;
+            let last = review.rounds.last();
+            let context = last.map(|r| r.context.clone()).or(review.context.clone());
+            let (table, report) = self.check_output(c, &review, context.as_ref())?;
+            let released = ledger::project_cells(c, &review.output.project)?;
+            Ok((review, context, table, report, released))
+        })?;
         let last = review.rounds.last();
-        let context = last.map(|r| r.context.clone()).or(review.context.clone());
-        let (table, report) = self.check_output(&conn, &review, context.as_ref())?;
         let matches_submitted = last.map(|r| {
             self.stamp(output_id, &report)
                 .map(|s| s.protected_sha256 == r.check.protected_sha256)
                 .unwrap_or(false)
         });
-        let released = ledger::project_cells(&conn, &review.output.project)?;
-        drop(conn);
         let o = &review.output;
         let mut overlaps = overlaps(&table, &released, &o.snapshot_sha256, &o.id);
         overlaps.sort_by(|a, b| {
@@ -183,7 +187,7 @@ fn overlaps(
                     relation,
                     difference: (value - c.value).abs(),
                     release: c.release.clone(),
-                    released_at: db::ts(p.released_at),
+                    released_at: store::ts(p.released_at),
                     released_definition: c.definition.iter().cloned().collect(),
                     released_value: c.value,
                     same_snapshot: p.snapshot == snapshot,

@@ -4,10 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use common::*;
-use kura_airlock::{verify_release, AirlockError, Decision, PersistentLedger, Relation, State};
+use kura_airlock::{verify_release, AirlockError, Decision, Relation, State};
 use kura_sdc::{check, CheckContext, ReleaseLedger, RuleId, RulePack};
 use sha2::{Digest, Sha256};
 
@@ -43,16 +44,10 @@ fn mg_by_prefecture() -> Vec<(&'static str, Col)> {
 }
 
 fn ledger_len(f: &Fixture) -> usize {
-    PersistentLedger::open(f.state())
-        .unwrap()
-        .released(SNAPSHOT)
-        .unwrap()
-        .len()
+    f.ledger().released(SNAPSHOT).unwrap().len()
 }
 
-#[test]
-fn an_approved_release_is_signed_and_verifies_and_tampering_is_caught() {
-    let f = Fixture::new();
+fn an_approved_release_is_signed_and_verifies_and_tampering_is_caught(f: Fixture) {
     f.approved("out-m", &mg_by_prefecture(), &["disease_no = 11"]);
     let release = f.airlock.release("out-m", t(20)).unwrap();
     let key = f.airlock.release_verifier_key().unwrap();
@@ -155,9 +150,7 @@ fn an_approved_release_is_signed_and_verifies_and_tampering_is_caught() {
     ));
 }
 
-#[test]
-fn the_persistent_ledger_survives_a_restart_and_catches_differencing() {
-    let mut f = Fixture::new();
+fn the_persistent_ledger_survives_a_restart_and_catches_differencing(mut f: Fixture) {
     // Release 1: MG patients in Tokyo = 40.
     f.approved(
         "out-1",
@@ -171,7 +164,7 @@ fn the_persistent_ledger_survives_a_restart_and_catches_differencing() {
     f.airlock.release("out-1", t(20)).unwrap();
     f.reopen();
 
-    let ledger = PersistentLedger::open(f.state()).unwrap();
+    let ledger = f.ledger();
     let cells = ledger.released(SNAPSHOT).unwrap();
     assert_eq!(cells.len(), 1);
     assert_eq!(cells[0].value, 40.0);
@@ -246,9 +239,7 @@ fn the_persistent_ledger_survives_a_restart_and_catches_differencing() {
     assert!(!csv.contains("37"), "{csv}");
 }
 
-#[test]
-fn nothing_is_written_when_the_check_fails_at_release_time() {
-    let f = Fixture::new();
+fn nothing_is_written_when_the_check_fails_at_release_time(f: Fixture) {
     // Both approved while nothing was released: each passed on its own.
     f.approved(
         "out-a",
@@ -313,9 +304,7 @@ fn nothing_is_written_when_the_check_fails_at_release_time() {
     assert_eq!(release.manifest.round, 2);
 }
 
-#[test]
-fn a_release_that_cannot_write_leaves_no_trace_and_can_be_retried() {
-    let f = Fixture::new();
+fn a_release_that_cannot_write_leaves_no_trace_and_can_be_retried(f: Fixture) {
     f.approved("out-w", &passing_table(), &[]);
     // `releases` is a file: the directory cannot be made.
     std::fs::write(f.state().join("releases"), "in the way").unwrap();
@@ -336,12 +325,10 @@ fn a_release_that_cannot_write_leaves_no_trace_and_can_be_retried() {
     assert!(f.state().join("releases/.orphaned").is_dir());
 }
 
-#[test]
-fn an_output_refused_by_tighter_rules_at_release_goes_back_to_the_author() {
-    let mut f = Fixture::new();
+fn an_output_refused_by_tighter_rules_at_release_goes_back_to_the_author(mut f: Fixture) {
     f.approved("out-l", &passing_table(), &[]);
     // The operator lowers the row limit after approval: the 3-row table is now oversized.
-    let mut config = kura_airlock::AirlockConfig::new(f.state());
+    let mut config = f.config();
     config.limits.max_rows = 2;
     f.airlock = kura_airlock::Airlock::open(config).unwrap();
     let err = f.airlock.release("out-l", t(20)).unwrap_err();
@@ -356,3 +343,11 @@ fn an_output_refused_by_tighter_rules_at_release_goes_back_to_the_author() {
     assert!(!f.state().join("releases/out-l").exists());
     assert_eq!(ledger_len(&f), 0);
 }
+
+on_both!(
+    an_approved_release_is_signed_and_verifies_and_tampering_is_caught,
+    the_persistent_ledger_survives_a_restart_and_catches_differencing,
+    nothing_is_written_when_the_check_fails_at_release_time,
+    a_release_that_cannot_write_leaves_no_trace_and_can_be_retried,
+    an_output_refused_by_tighter_rules_at_release_goes_back_to_the_author,
+);

@@ -3,10 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use common::*;
-use kura_airlock::{Airlock, AirlockConfig, AirlockError, StagedLimits, State};
+use kura_airlock::{Airlock, AirlockError, StagedLimits, State};
 
 /// Stages `columns`, opens the review with context and tries to submit.
 fn try_submit(f: &Fixture, id: &str, columns: &[(&str, Col)]) -> AirlockError {
@@ -27,9 +28,7 @@ fn reasons(err: &AirlockError) -> String {
     }
 }
 
-#[test]
-fn a_staged_file_with_one_byte_changed_is_refused() {
-    let f = Fixture::new();
+fn a_staged_file_with_one_byte_changed_is_refused(f: Fixture) {
     let sha = write_output(f.state(), "out-t", &passing_table());
     f.airlock
         .open_review(staged("out-t", &sha, "SELECT ..."), AUTHOR, t(0))
@@ -61,9 +60,7 @@ fn a_staged_file_with_one_byte_changed_is_refused() {
     ));
 }
 
-#[test]
-fn an_output_with_research_id_is_refused_however_it_is_labelled() {
-    let f = Fixture::new();
+fn an_output_with_research_id_is_refused_however_it_is_labelled(f: Fixture) {
     let ids = vec![
         "0123456789abcdef0123456789abcdef",
         "fedcba9876543210fedcba9876543210",
@@ -105,9 +102,7 @@ fn an_output_with_research_id_is_refused_however_it_is_labelled() {
     assert!(reasons(&err).contains("pseudonym"), "{err}");
 }
 
-#[test]
-fn key_columns_are_row_level_identifiers() {
-    let f = Fixture::new();
+fn key_columns_are_row_level_identifiers(f: Fixture) {
     let err = try_submit(
         &f,
         "out-k",
@@ -119,9 +114,7 @@ fn key_columns_are_row_level_identifiers() {
     assert!(reasons(&err).contains("institution_key"), "{err}");
 }
 
-#[test]
-fn a_result_without_counts_or_statistics_is_not_a_table() {
-    let f = Fixture::new();
+fn a_result_without_counts_or_statistics_is_not_a_table(f: Fixture) {
     let err = try_submit(
         &f,
         "out-n",
@@ -137,9 +130,7 @@ fn a_result_without_counts_or_statistics_is_not_a_table() {
     );
 }
 
-#[test]
-fn unlabelled_columns_and_bad_values_name_what_to_fix() {
-    let f = Fixture::new();
+fn unlabelled_columns_and_bad_values_name_what_to_fix(f: Fixture) {
     let err = try_submit(
         &f,
         "out-u",
@@ -161,16 +152,14 @@ fn unlabelled_columns_and_bad_values_name_what_to_fix() {
     assert!(reasons(&err).contains("40.5"), "{err}");
 }
 
-#[test]
-fn an_oversized_output_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = AirlockConfig::new(dir.path());
+fn an_oversized_output_is_refused(f: Fixture) {
+    let mut config = f.config();
     config.limits = StagedLimits {
         max_rows: 2,
         max_bytes: 1 << 20,
     };
     let airlock = Airlock::open(config).unwrap();
-    let sha = write_output(dir.path(), "out-o", &passing_table());
+    let sha = write_output(f.state(), "out-o", &passing_table());
     airlock
         .open_review(staged("out-o", &sha, "SELECT ..."), AUTHOR, t(0))
         .unwrap();
@@ -182,10 +171,8 @@ fn an_oversized_output_is_refused() {
     assert!(text.contains("more than 2 rows"), "{text}");
 }
 
-#[test]
-fn a_whole_valued_float_count_and_a_hash_sign_value_are_read_faithfully() {
+fn a_whole_valued_float_count_and_a_hash_sign_value_are_read_faithfully(f: Fixture) {
     // DuckDB may return counts as doubles; "#1" must not be taken for a CSV comment.
-    let f = Fixture::new();
     let review = f.submitted(
         "out-w",
         &[
@@ -201,3 +188,13 @@ fn a_whole_valued_float_count_and_a_hash_sign_value_are_read_faithfully() {
     let protected = report.sdc.protected_csv().unwrap();
     assert!(protected.contains("#1,40"), "{protected}");
 }
+
+on_both!(
+    a_staged_file_with_one_byte_changed_is_refused,
+    an_output_with_research_id_is_refused_however_it_is_labelled,
+    key_columns_are_row_level_identifiers,
+    a_result_without_counts_or_statistics_is_not_a_table,
+    unlabelled_columns_and_bad_values_name_what_to_fix,
+    a_whole_valued_float_count_and_a_hash_sign_value_are_read_faithfully,
+    an_oversized_output_is_refused,
+);

@@ -3,14 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use common::*;
 use kura_airlock::{AirlockError, Context, Decision, Outcome, State};
 
-#[test]
-fn the_author_can_never_review_their_own_output() {
-    let f = Fixture::new();
+fn the_author_can_never_review_their_own_output(f: Fixture) {
     f.submitted("out-a", &passing_table(), &[]);
     for decision in [
         Decision::Approve,
@@ -38,9 +37,7 @@ fn the_author_can_never_review_their_own_output() {
     assert_eq!(f.airlock.review("out-a").unwrap().state, State::Submitted);
 }
 
-#[test]
-fn only_the_author_edits_submits_or_withdraws() {
-    let f = Fixture::new();
+fn only_the_author_edits_submits_or_withdraws(f: Fixture) {
     let sha = write_output(f.state(), "out-b", &passing_table());
     let err = f
         .airlock
@@ -64,9 +61,7 @@ fn only_the_author_edits_submits_or_withdraws() {
     }
 }
 
-#[test]
-fn a_checker_votes_at_most_once_per_round() {
-    let f = Fixture::new();
+fn a_checker_votes_at_most_once_per_round(f: Fixture) {
     f.submitted("out-c", &passing_table(), &[]);
     f.airlock
         .vote("out-c", "checker1", Decision::Approve, "", t(5))
@@ -91,9 +86,7 @@ fn a_checker_votes_at_most_once_per_round() {
     assert_eq!(review.visible_votes("checker1").len(), 1);
 }
 
-#[test]
-fn votes_are_blind_until_the_round_closes() {
-    let f = Fixture::new();
+fn votes_are_blind_until_the_round_closes(f: Fixture) {
     f.submitted("out-d", &passing_table(), &[]);
     f.airlock
         .vote(
@@ -151,9 +144,7 @@ fn votes_are_blind_until_the_round_closes() {
     assert_eq!(review.visible_votes("anyone").len(), 3);
 }
 
-#[test]
-fn a_tie_is_broken_by_a_third_checker_and_the_majority_decides() {
-    let f = Fixture::new();
+fn a_tie_is_broken_by_a_third_checker_and_the_majority_decides(f: Fixture) {
     // approve + reject, then approve: approved by two of three.
     f.submitted("out-e", &passing_table(), &[]);
     f.airlock
@@ -207,9 +198,7 @@ fn a_tie_is_broken_by_a_third_checker_and_the_majority_decides() {
     assert_eq!(review.state, State::ChangesRequested);
 }
 
-#[test]
-fn resubmission_starts_a_new_round_and_keeps_the_old_votes() {
-    let mut f = Fixture::new();
+fn resubmission_starts_a_new_round_and_keeps_the_old_votes(mut f: Fixture) {
     f.submitted("out-g", &passing_table(), &[]);
     f.airlock
         .vote(
@@ -265,9 +254,7 @@ fn resubmission_starts_a_new_round_and_keeps_the_old_votes() {
     assert_eq!(actions.iter().filter(|a| **a == "submitted").count(), 2);
 }
 
-#[test]
-fn submission_needs_the_context_and_refusing_votes_need_a_comment() {
-    let f = Fixture::new();
+fn submission_needs_the_context_and_refusing_votes_need_a_comment(f: Fixture) {
     let sha = write_output(f.state(), "out-h", &passing_table());
     f.airlock
         .open_review(staged("out-h", &sha, "SELECT 1"), AUTHOR, t(0))
@@ -307,9 +294,7 @@ fn submission_needs_the_context_and_refusing_votes_need_a_comment() {
     assert!(matches!(err, AirlockError::WrongState { .. }), "{err}");
 }
 
-#[test]
-fn withdrawal_closes_the_round_and_is_final() {
-    let f = Fixture::new();
+fn withdrawal_closes_the_round_and_is_final(f: Fixture) {
     f.submitted("out-i", &passing_table(), &[]);
     f.airlock
         .vote("out-i", "checker1", Decision::Approve, "", t(5))
@@ -324,3 +309,14 @@ fn withdrawal_closes_the_round_and_is_final() {
     assert!(f.airlock.submit("out-i", AUTHOR, t(8)).is_err());
     assert!(f.airlock.release("out-i", t(9)).is_err());
 }
+
+on_both!(
+    the_author_can_never_review_their_own_output,
+    only_the_author_edits_submits_or_withdraws,
+    a_checker_votes_at_most_once_per_round,
+    votes_are_blind_until_the_round_closes,
+    a_tie_is_broken_by_a_third_checker_and_the_majority_decides,
+    resubmission_starts_a_new_round_and_keeps_the_old_votes,
+    submission_needs_the_context_and_refusing_votes_need_a_comment,
+    withdrawal_closes_the_round_and_is_final,
+);

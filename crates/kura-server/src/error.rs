@@ -161,7 +161,8 @@ impl From<kura_airlock::AirlockError> for ApiError {
             A::Conflict { .. }
             | A::AlreadyVoted { .. }
             | A::WrongState { .. }
-            | A::CheckChanged { .. } => ApiError::Conflict(e.to_string()),
+            | A::CheckChanged { .. }
+            | A::Raced { .. } => ApiError::Conflict(e.to_string()),
             A::Tampered { .. } => {
                 tracing::error!("ALERT: {e}");
                 ApiError::Conflict(e.to_string())

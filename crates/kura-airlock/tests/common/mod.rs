@@ -1,5 +1,10 @@
 //! Test fixtures: a state directory, staged Arrow outputs written as the server writes them,
-//! and reviews driven through the airlock's API.
+//! and reviews driven through the airlock's API, on either database: the state directory's
+//! SQLite file, or a PostgreSQL schema of the test's own (dropped at the end), so that tests run
+//! in parallel and again.
+//!
+//! PostgreSQL: `KURA_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`. An
+//! unreachable database fails the tests; it never skips them.
 
 #![allow(dead_code)]
 
@@ -9,7 +14,11 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use kura_airlock::{Airlock, AirlockConfig, Context, Decision, Review, StagedOutput};
+use kura_airlock::{
+    Airlock, AirlockConfig, AirlockDatabase, Context, Decision, PersistentLedger, Review,
+    StagedOutput,
+};
+use postgres::{Client, NoTls};
 use sha2::{Digest, Sha256};
 
 pub const AUTHOR: &str = "researcher";
@@ -96,24 +105,124 @@ pub fn context() -> Context {
     }
 }
 
+pub const URL_ENV: &str = "KURA_TEST_POSTGRES_URL";
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+pub fn base_url() -> String {
+    std::env::var(URL_ENV).unwrap_or_else(|_| DEFAULT_URL.to_string())
+}
+
+/// `url` with `search_path` set to `schema`.
+pub fn url_in_schema(base: &str, schema: &str) -> String {
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}")
+}
+
+pub fn admin() -> Client {
+    let base = base_url();
+    Client::connect(&base, NoTls).unwrap_or_else(|e| {
+        let cause = std::error::Error::source(&e)
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
+        panic!(
+            "these tests need PostgreSQL, which is not reachable at {base}: {e}{cause}; \
+             start it, or point {URL_ENV} at one"
+        )
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// A schema that is dropped when it goes out of scope, also when the test fails.
+pub struct PgSchema {
+    pub name: String,
+    pub url: String,
+}
+
+impl PgSchema {
+    pub fn new() -> PgSchema {
+        let mut b = [0u8; 6];
+        getrandom::fill(&mut b).unwrap();
+        let name = format!(
+            "kura_airlock_test_{}_{}",
+            std::process::id(),
+            hex::encode(b)
+        );
+        admin()
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .unwrap();
+        PgSchema {
+            url: url_in_schema(&base_url(), &name),
+            name,
+        }
+    }
+
+    /// A connection of the test's own, in this schema.
+    pub fn client(&self) -> Client {
+        Client::connect(&self.url, NoTls).unwrap()
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        if let Ok(mut c) = Client::connect(&base_url(), NoTls) {
+            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
+        }
+    }
+}
+
+/// One test's state directory and database, and an airlock on them. More airlocks (each with
+/// its own connections, as separate nodes or processes would have) open with `open_airlock`.
 pub struct Fixture {
-    pub dir: tempfile::TempDir,
+    // Dropped first: its connections close before the schema is dropped.
     pub airlock: Airlock,
+    pub kind: Kind,
+    pub schema: Option<PgSchema>,
+    pub dir: tempfile::TempDir,
 }
 
 impl Fixture {
-    pub fn new() -> Fixture {
+    pub fn new(kind: Kind) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let airlock = Airlock::open(AirlockConfig::new(dir.path())).unwrap();
-        Fixture { dir, airlock }
+        let schema = (kind == Kind::Postgres).then(PgSchema::new);
+        let airlock = Airlock::open(config_for(dir.path(), schema.as_ref())).unwrap();
+        Fixture {
+            airlock,
+            kind,
+            schema,
+            dir,
+        }
     }
 
     pub fn state(&self) -> &Path {
         self.dir.path()
     }
 
+    /// The default configuration on this fixture's state directory and database.
+    pub fn config(&self) -> AirlockConfig {
+        config_for(self.dir.path(), self.schema.as_ref())
+    }
+
+    pub fn database(&self) -> AirlockDatabase {
+        self.config().database
+    }
+
+    /// Another airlock on the same state directory and database (a restart, or another node).
+    pub fn open_airlock(&self) -> Airlock {
+        Airlock::open(self.config()).unwrap()
+    }
+
     pub fn reopen(&mut self) {
-        self.airlock = Airlock::open(AirlockConfig::new(self.dir.path())).unwrap();
+        self.airlock = self.open_airlock();
+    }
+
+    /// The persistent ledger, opened on its own.
+    pub fn ledger(&self) -> PersistentLedger {
+        PersistentLedger::open_at(self.state(), &self.database()).unwrap()
     }
 
     /// Stages `columns` as output `id`, opens its review, saves the context and submits.
@@ -140,4 +249,27 @@ impl Fixture {
             .unwrap();
         review
     }
+}
+
+fn config_for(dir: &Path, schema: Option<&PgSchema>) -> AirlockConfig {
+    AirlockConfig::new(dir).with_database_url(schema.map(|s| s.url.as_str()))
+}
+
+/// `on_both!(f, g)` runs each `fn f(Fixture)` as two tests, `f::sqlite` and `f::postgres`.
+#[allow(unused_macros)]
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn sqlite() {
+                    super::$name(crate::common::Fixture::new(crate::common::Kind::Sqlite));
+                }
+                #[test]
+                fn postgres() {
+                    super::$name(crate::common::Fixture::new(crate::common::Kind::Postgres));
+                }
+            }
+        )*
+    };
 }
