@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use kura_sdc::{CheckContext, Report, RulePack, StagedTable};
 
-use crate::db::Sql;
 use crate::error::AirlockError;
 use crate::ledger::{DbLedger, TxLedger};
 use crate::reviews::{self, Load, Stored};
 use crate::staged::{load_staged, refusal, sha256_hex, staged_path, StagedLimits};
 use crate::store::{AirlockDatabase, Db};
 use crate::workflow::{CheckStamp, Context, Decision, Outcome, Review, StagedOutput, State};
+use kura_sql::Sql;
 
 /// Where the airlock keeps its state and which rules it applies.
 #[derive(Debug, Clone, PartialEq)]

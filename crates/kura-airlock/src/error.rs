@@ -100,6 +100,9 @@ pub enum AirlockError {
     Corrupt { what: &'static str, why: String },
 }
 
+// The statement layer's errors become the variants above, named for the airlock.
+kura_sql::impl_sql_error!(AirlockError);
+
 impl AirlockError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> AirlockError {
         let path = path.into();

@@ -14,9 +14,9 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use kura_sdc::{LedgerError, ReleaseLedger, ReleasedCell};
 
-use crate::db::{args, Sql};
 use crate::error::AirlockError;
 use crate::store::{self, from_json, parse_ts, ts, AirlockDatabase, Db};
+use kura_sql::{args, Sql};
 
 /// A recorded release.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -10,7 +10,7 @@
 //! - [`model`]: the data (states, decisions, context, rounds, votes).
 //! - `store`, `schema`, `reviews` and [`ledger`]: the `airlock_*` tables, in the state
 //!   directory's `kura.sqlite` or in a PostgreSQL database shared by several nodes
-//!   ([`AirlockDatabase`]), through one statement layer (`db`, `pg`); the persistent release
+//!   ([`AirlockDatabase`]), through the statement layer shared with kura-store (`kura-sql`); the persistent release
 //!   ledger ([`PersistentLedger`]).
 //! - [`release`]: the protected table, a signed manifest, the ledger; [`verify`] checks a
 //!   release directory with the verifier key.
@@ -19,11 +19,9 @@
 //! See docs/airlock.md.
 
 pub mod airlock;
-mod db;
 pub mod error;
 pub mod ledger;
 pub mod model;
-mod pg;
 pub mod release;
 pub mod report;
 mod reviews;

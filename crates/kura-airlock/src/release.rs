@@ -24,13 +24,13 @@ use kura_sdc::{Action, MeasureKind, ReleasedCell, Report, StagedTable};
 use serde::{Deserialize, Serialize};
 
 use crate::airlock::{load, Airlock};
-use crate::db::Sql;
 use crate::error::AirlockError;
 use crate::ledger::{self, ReleaseRecord};
 use crate::reviews::{self, Load};
 use crate::staged::sha256_hex;
 use crate::store;
 use crate::workflow::State;
+use kura_sql::Sql;
 
 pub const RELEASES_DIR: &str = "releases";
 pub const MANIFEST_FILE: &str = "manifest.json";

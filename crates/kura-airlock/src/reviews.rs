@@ -9,12 +9,12 @@
 //! `airlock_votes` and `airlock_history` refuse a second vote by one checker in one round, or
 //! two entries at one position, even if the logic above were bypassed.
 
-use crate::db::{args, Row, Sql};
 use crate::error::AirlockError;
 use crate::store::{from_json, parse_ts, to_json, ts};
 use crate::workflow::{
     CheckStamp, Context, Decision, HistoryEntry, Outcome, Review, Round, StagedOutput, State, Vote,
 };
+use kura_sql::{args, Row, Sql};
 
 /// How many votes and history entries were stored when a review was loaded: saving appends
 /// only what the transition added.
@@ -298,6 +298,6 @@ pub(crate) fn review_ids(
         args![project, state.map(State::as_str)],
     )?
     .iter()
-    .map(|r| r.text(0))
+    .map(|r| Ok(r.text(0)?))
     .collect()
 }

@@ -1,28 +1,20 @@
 //! The airlock's tables (`airlock_*`), created at open if missing, on either database.
 //!
-//! One text for both, with the few column types that differ filled in per database (as
-//! kura-store's `schema.rs`): on PostgreSQL, text sorts and compares byte by byte
-//! (`COLLATE "C"`, as SQLite's `BINARY`, so that ids and RFC 3339 times order the same whatever
-//! the database's locale), integers are `BIGINT` and values `DOUBLE PRECISION`.
+//! One text for both, with the few column types that differ filled in per database
+//! (`kura_sql::schema`, as kura-store's tables: on PostgreSQL text compares byte by byte,
+//! integers are `BIGINT` and values `DOUBLE PRECISION`).
 //!
 //! Votes and ledger cells are read back in the order they were written, which SQLite gives by
 //! its implicit `rowid`. PostgreSQL has none, so its two tables get an identity column of that
 //! name: `ORDER BY rowid` is then the same statement on both. Other crates own `ctl_*`
 //! (kura-store) and `audit_*` (kura-audit); this module touches only `airlock_*`.
 
-use std::path::Path;
-use std::time::Duration;
-
-use postgres::types::Type;
-use rusqlite::Connection;
-
-use crate::error::AirlockError;
+use kura_sql::schema::{fill, POSTGRES, SQLITE};
 
 /// The SQLite file in the state directory, shared with kura-store and kura-audit.
 pub const DB_FILE: &str = "kura.sqlite";
 
-/// Any fixed number: concurrent `CREATE TABLE IF NOT EXISTS` can still collide in PostgreSQL's
-/// catalog, so nodes create the tables one at a time under this transaction-level advisory lock.
+/// Any fixed number: nodes create the tables one at a time under this advisory lock.
 const DDL_LOCK: i64 = 0x6b75_7261_6169_726c; // "kuraairl"
 
 const SCHEMA: &str = "
@@ -91,58 +83,22 @@ CREATE INDEX IF NOT EXISTS airlock_ledger_by_snapshot ON airlock_ledger(snapshot
 CREATE INDEX IF NOT EXISTS airlock_ledger_by_release ON airlock_ledger(release);
 ";
 
-fn fill(text: &str, int: &str, real: &str, rowid: &str) -> String {
-    SCHEMA
-        .replace("{text}", text)
-        .replace("{int}", int)
-        .replace("{real}", real)
-        .replace("{rowid}", rowid)
-}
-
 /// The tables in SQLite's types (as before PostgreSQL was supported).
 pub(crate) fn sqlite() -> String {
-    fill("TEXT", "INTEGER", "REAL", "")
+    fill(SCHEMA, &SQLITE).replace("{rowid}", "")
 }
 
 /// The tables in PostgreSQL's types.
 pub(crate) fn postgres() -> String {
-    fill(
-        "TEXT COLLATE \"C\"",
-        "BIGINT",
-        "DOUBLE PRECISION",
+    fill(SCHEMA, &POSTGRES).replace(
+        "{rowid}",
         "\n    rowid           BIGINT GENERATED ALWAYS AS IDENTITY,",
     )
 }
 
-/// Opens `<state_dir>/kura.sqlite` the way kura-store does (WAL, `synchronous=FULL`, busy
-/// timeout, foreign keys) and creates the airlock's tables.
-pub(crate) fn open_sqlite(
-    state_dir: &Path,
-) -> Result<(Connection, std::path::PathBuf), AirlockError> {
-    let path = state_dir.join(DB_FILE);
-    let err = |source| AirlockError::Db {
-        path: path.clone(),
-        source,
-    };
-    let conn = Connection::open(&path).map_err(err)?;
-    conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
-    conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
-        .map_err(err)?;
-    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
-        .map_err(err)?;
-    conn.execute_batch(&sqlite()).map_err(err)?;
-    Ok((conn, path))
-}
-
 /// Creates the tables on PostgreSQL, one node at a time.
 pub(crate) fn ensure_postgres(client: &mut postgres::Client) -> Result<(), postgres::Error> {
-    let mut tx = client.transaction()?;
-    tx.execute_typed(
-        "SELECT pg_advisory_xact_lock($1)",
-        &[(&DDL_LOCK, Type::INT8)],
-    )?;
-    tx.batch_execute(&postgres())?;
-    tx.commit()
+    kura_sql::schema::ensure_postgres(client, DDL_LOCK, &postgres())
 }
 
 #[cfg(test)]

@@ -17,16 +17,14 @@
 //! Also the encodings shared by the tables: RFC 3339 times and JSON columns.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::path::Path;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, TransactionBehavior};
+use kura_sql::{args, Database, PgOptions, Sql, Tx};
 use sha2::{Digest, Sha256};
 
-use crate::db::{args, Sql, Sqlite, Tx};
 use crate::error::AirlockError;
-use crate::pg::{self, Pg};
 use crate::schema;
 
 /// Where the airlock's tables live, as configured.
@@ -59,58 +57,53 @@ impl fmt::Debug for AirlockDatabase {
             AirlockDatabase::StateDir => f.write_str("StateDir"),
             AirlockDatabase::Postgres(url) => f
                 .debug_tuple("Postgres")
-                .field(&pg::label_of_url(url))
+                .field(&kura_sql::label_of_url(url))
                 .finish(),
         }
     }
 }
 
-enum Backend {
-    Sqlite {
-        conn: Mutex<Connection>,
-        path: PathBuf,
-    },
-    Postgres(Box<Pg>),
-}
-
 /// The airlock's tables on one database.
 pub(crate) struct Db {
-    backend: Backend,
+    db: Database,
 }
-
-// The server shares one airlock between its tasks (`Arc<Airlock>`).
-const _: () = {
-    const fn shared<T: Send + Sync>() {}
-    shared::<Db>();
-};
 
 impl Db {
     /// Opens the database (creating the tables if missing): `state_dir`'s SQLite file, or
     /// PostgreSQL, which fails now, with what to check, when it cannot be reached.
     pub(crate) fn open(state_dir: &Path, database: &AirlockDatabase) -> Result<Db, AirlockError> {
-        let backend = match database {
+        let db = match database {
             AirlockDatabase::StateDir => {
-                let (conn, path) = schema::open_sqlite(state_dir)?;
-                Backend::Sqlite {
-                    conn: Mutex::new(conn),
-                    path,
-                }
+                Database::open_sqlite(&state_dir.join(schema::DB_FILE), &schema::sqlite())?
             }
-            AirlockDatabase::Postgres(url) => Backend::Postgres(Box::new(Pg::open(url)?)),
+            AirlockDatabase::Postgres(url) => {
+                let options = PgOptions {
+                    application_name: "kura-airlock",
+                    max_connections: 8,
+                    // A release holds its review's row and its snapshot's ledger lock while it
+                    // re-runs the rule pack and writes the release files, which can take
+                    // seconds for a large table.
+                    lock_timeout: Duration::from_secs(60),
+                    // Between two statements of a release the node checks the table and writes
+                    // files.
+                    idle_in_transaction: Duration::from_secs(300),
+                    database: "the airlock's database",
+                    connection: "the airlock's PostgreSQL connection",
+                    tables: "the airlock's tables",
+                };
+                Database::open_postgres(url, options, schema::ensure_postgres)?
+            }
         };
-        Ok(Db { backend })
+        Ok(Db { db })
     }
 
     /// The SQLite file, or `postgres://user@host:port/db` (no password): for messages.
     pub(crate) fn label(&self) -> String {
-        match &self.backend {
-            Backend::Sqlite { path, .. } => path.display().to_string(),
-            Backend::Postgres(pg) => pg.label().to_string(),
-        }
+        self.db.label().to_string()
     }
 
     pub(crate) fn is_postgres(&self) -> bool {
-        matches!(self.backend, Backend::Postgres(_))
+        self.db.is_postgres()
     }
 
     /// Runs `f`'s reads against one snapshot of the database.
@@ -118,7 +111,7 @@ impl Db {
         &self,
         f: impl FnMut(&mut dyn Sql) -> Result<T, AirlockError> + Send,
     ) -> Result<T, AirlockError> {
-        self.run(Tx::Read, f)
+        self.db.run(Tx::Read, f)
     }
 
     /// Runs `f` in one write transaction, rolled back if `f` fails. On PostgreSQL `f` may run
@@ -128,43 +121,7 @@ impl Db {
         &self,
         f: impl FnMut(&mut dyn Sql) -> Result<T, AirlockError> + Send,
     ) -> Result<T, AirlockError> {
-        self.run(Tx::Write, f)
-    }
-
-    fn run<T: Send>(
-        &self,
-        tx: Tx,
-        mut f: impl FnMut(&mut dyn Sql) -> Result<T, AirlockError> + Send,
-    ) -> Result<T, AirlockError> {
-        match &self.backend {
-            Backend::Sqlite { conn, path } => {
-                let mut conn = lock(conn);
-                let db = |source| AirlockError::Db {
-                    path: path.clone(),
-                    source,
-                };
-                // IMMEDIATE takes the write lock first: a transaction that reads then writes
-                // cannot then fail on a writer in another process.
-                let behavior = match tx {
-                    Tx::Read => TransactionBehavior::Deferred,
-                    Tx::Write => TransactionBehavior::Immediate,
-                };
-                let t = conn.transaction_with_behavior(behavior).map_err(db)?;
-                let v = f(&mut Sqlite { conn: &t, path })?;
-                t.commit().map_err(db)?;
-                Ok(v)
-            }
-            Backend::Postgres(pg) => pg.run(tx, f),
-        }
-    }
-}
-
-fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
-    // SQLite rolls back an open transaction when its guard drops, so a panic cannot leave a
-    // half-done change behind: the poison is ignored.
-    match conn.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
+        self.db.run(Tx::Write, f)
     }
 }
 

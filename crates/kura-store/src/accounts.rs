@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::db::{args, Row};
 use crate::{parse_ts, ts, valid_id, Store, StoreError};
+use kura_sql::{args, Row};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -98,14 +98,14 @@ impl Store {
         let roles = roles_json(new.roles)?;
         let now = ts(now);
         let row = self.run(|c| {
-            c.query_opt(
+            Ok(c.query_opt(
                 &format!(
                     "INSERT INTO ctl_accounts (id, name, roles, password, source, created_at)
                      VALUES (?1, ?2, ?3, ?4, 'local', ?5) ON CONFLICT (id) DO NOTHING
                      RETURNING {COLUMNS}"
                 ),
                 args![new.id, new.name, &roles, new.password_hash, &now],
-            )
+            )?)
         })?;
         match row {
             Some(row) => account(&row),
@@ -118,10 +118,10 @@ impl Store {
 
     pub fn account(&self, id: &str) -> Result<Option<Account>, StoreError> {
         self.run(|c| {
-            c.query_opt(
+            Ok(c.query_opt(
                 &format!("SELECT {COLUMNS} FROM ctl_accounts WHERE id = ?1"),
                 args![id],
-            )
+            )?)
         })?
         .map(|r| account(&r))
         .transpose()
@@ -133,10 +133,10 @@ impl Store {
         id: &str,
     ) -> Result<Option<(Account, Option<String>)>, StoreError> {
         self.run(|c| {
-            c.query_opt(
+            Ok(c.query_opt(
                 &format!("SELECT {COLUMNS}, password FROM ctl_accounts WHERE id = ?1"),
                 args![id],
-            )
+            )?)
         })?
         .map(|r| Ok((account(&r)?, r.opt_text(6)?)))
         .transpose()
@@ -144,10 +144,10 @@ impl Store {
 
     pub fn accounts(&self) -> Result<Vec<Account>, StoreError> {
         self.run(|c| {
-            c.query(
+            Ok(c.query(
                 &format!("SELECT {COLUMNS} FROM ctl_accounts ORDER BY id"),
                 &[],
-            )
+            )?)
         })?
         .iter()
         .map(account)
@@ -222,13 +222,13 @@ impl Store {
             )? {
                 return Ok(Some(row));
             }
-            c.query_opt(
+            Ok(c.query_opt(
                 &format!(
                     "UPDATE ctl_accounts SET name = ?2, roles = ?3 WHERE subject = ?1
                      RETURNING {COLUMNS}"
                 ),
                 args![subject, name, &roles],
-            )
+            )?)
         })?;
         match row {
             Some(row) => account(&row),

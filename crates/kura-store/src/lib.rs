@@ -3,8 +3,8 @@
 //!
 //! Everything lives in `ctl_*` tables (`schema.rs`), either in the state directory's SQLite file
 //! (`kura.sqlite`, WAL, `synchronous=FULL`), next to the audit log's own `audit_*` tables, which
-//! only `kura-audit` writes; or in a PostgreSQL database shared by several `kura serve` nodes
-//! (`pg.rs`). The store knows nothing of HTTP or authorization: callers decide who may do what,
+//! only `kura-audit` writes; or in a PostgreSQL database shared by several `kura serve` nodes.
+//! Statements go through `kura-sql`, the layer shared with kura-airlock. The store knows nothing of HTTP or authorization: callers decide who may do what,
 //! audit it, then call the store. Time is always a parameter.
 //!
 //! Every operation that must hold when two nodes race is one statement or one transaction:
@@ -14,8 +14,6 @@
 //! account row so that it cannot slip past a concurrent disabling or password change.
 
 mod accounts;
-mod db;
-mod pg;
 mod projects;
 mod queries;
 mod schema;
@@ -23,17 +21,14 @@ mod sessions;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, TransactionBehavior};
+use kura_sql::{Database, PgOptions, Sql, Tx};
 
 pub use accounts::{Account, AccountSource, NewAccount};
 pub use projects::{Member, Project};
 pub use queries::{OutputRecord, QueryRecord, QueryStatus};
 pub use sessions::{Session, SessionLimits};
-
-use db::Sql;
 
 pub const DB_FILE: &str = "kura.sqlite";
 
@@ -67,6 +62,9 @@ pub enum StoreError {
     Random(String),
 }
 
+// The statement layer's errors become the variants above, named for the control plane.
+kura_sql::impl_sql_error!(StoreError);
+
 /// Where the control plane lives, as configured.
 #[derive(Clone, PartialEq, Eq)]
 pub enum StoreLocation {
@@ -94,26 +92,15 @@ impl fmt::Debug for StoreLocation {
             StoreLocation::State(dir) => f.debug_tuple("State").field(dir).finish(),
             StoreLocation::Postgres(url) => f
                 .debug_tuple("Postgres")
-                .field(&pg::label_of_url(url))
+                .field(&kura_sql::label_of_url(url))
                 .finish(),
         }
     }
 }
 
-enum Backend {
-    /// One connection behind a mutex: every operation is a few indexed statements, far
-    /// shorter than the audit append that precedes it.
-    Sqlite {
-        conn: Mutex<Connection>,
-        path: PathBuf,
-    },
-    Postgres(Box<pg::Pg>),
-}
-
 /// The control-plane store, on SQLite or PostgreSQL.
 pub struct Store {
-    backend: Backend,
-    label: String,
+    db: Database,
 }
 
 // The server shares one store between its tasks (`Arc<Store>`).
@@ -130,23 +117,8 @@ impl Store {
     }
 
     pub fn open_file(path: &Path) -> Result<Store, StoreError> {
-        let err = |source| StoreError::Db {
-            path: path.to_path_buf(),
-            source,
-        };
-        let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
-        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
-            .map_err(err)?;
-        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
-            .map_err(err)?;
-        conn.execute_batch(&schema::sqlite()).map_err(err)?;
         Ok(Store {
-            backend: Backend::Sqlite {
-                conn: Mutex::new(conn),
-                path: path.to_path_buf(),
-            },
-            label: path.display().to_string(),
+            db: Database::open_sqlite(path, &schema::sqlite())?,
         })
     }
 
@@ -154,10 +126,19 @@ impl Store {
     /// tables if missing, in the first schema of the connection's `search_path`. Fails now,
     /// with what to check, when the database cannot be reached.
     pub fn open_postgres(url: &str) -> Result<Store, StoreError> {
-        let pg = pg::Pg::open(url)?;
+        let options = PgOptions {
+            application_name: "kura-store",
+            // Every operation is a few indexed statements, so a few connections serve many
+            // requests.
+            max_connections: 8,
+            lock_timeout: Duration::from_secs(30),
+            idle_in_transaction: Duration::from_secs(60),
+            database: "the control-plane database",
+            connection: "the control plane's PostgreSQL connection",
+            tables: "the control-plane tables",
+        };
         Ok(Store {
-            label: pg.label().to_string(),
-            backend: Backend::Postgres(Box::new(pg)),
+            db: Database::open_postgres(url, options, schema::ensure_postgres)?,
         })
     }
 
@@ -171,24 +152,21 @@ impl Store {
 
     /// The SQLite file; None on PostgreSQL.
     pub fn path(&self) -> Option<&Path> {
-        match &self.backend {
-            Backend::Sqlite { path, .. } => Some(path),
-            Backend::Postgres(_) => None,
-        }
+        self.db.path()
     }
 
     /// The SQLite file, or `postgres://user@host:port/db` (no password): for messages.
     pub fn label(&self) -> &str {
-        &self.label
+        self.db.label()
     }
 
     pub fn is_postgres(&self) -> bool {
-        matches!(self.backend, Backend::Postgres(_))
+        self.db.is_postgres()
     }
 
     /// Answers when the database can be read (readiness probe).
     pub fn ping(&self) -> Result<(), StoreError> {
-        self.run(|c| c.query("SELECT 1", &[])).map(|_| ())
+        self.run(|c| Ok(c.query("SELECT 1", &[])?)).map(|_| ())
     }
 
     /// Runs `f`'s statements, each committed on its own.
@@ -196,7 +174,7 @@ impl Store {
         &self,
         f: impl FnMut(&mut dyn Sql) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
-        self.with(false, f)
+        self.db.run(Tx::Autocommit, f)
     }
 
     /// Runs `f`'s statements in one transaction, rolled back if `f` fails. On PostgreSQL `f`
@@ -205,44 +183,7 @@ impl Store {
         &self,
         f: impl FnMut(&mut dyn Sql) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
-        self.with(true, f)
-    }
-
-    fn with<T: Send>(
-        &self,
-        transaction: bool,
-        mut f: impl FnMut(&mut dyn Sql) -> Result<T, StoreError> + Send,
-    ) -> Result<T, StoreError> {
-        match &self.backend {
-            Backend::Sqlite { conn, path } => {
-                let mut conn = lock(conn);
-                let db = |source| StoreError::Db {
-                    path: path.clone(),
-                    source,
-                };
-                if !transaction {
-                    return f(&mut db::Sqlite { conn: &conn, path });
-                }
-                // IMMEDIATE takes the write lock first: a transaction that reads then writes
-                // cannot then fail on a writer in another process.
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(db)?;
-                let v = f(&mut db::Sqlite { conn: &tx, path })?;
-                tx.commit().map_err(db)?;
-                Ok(v)
-            }
-            Backend::Postgres(pg) => pg.run(transaction, f),
-        }
-    }
-}
-
-fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
-    // A panic while holding the lock cannot leave a half-done statement behind (SQLite
-    // rolls back an open transaction when its guard drops), so the poison is ignored.
-    match conn.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
+        self.db.run(Tx::Write, f)
     }
 }
 

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::db::{args, Row};
 use crate::{parse_ts, ts, valid_id, Store, StoreError};
+use kura_sql::{args, Row};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Project {
@@ -114,7 +114,7 @@ impl Store {
         })?;
         let (starts, expires, created_at) = (ts(p.starts), ts(p.expires), ts(p.created_at));
         let n = self.run(|c| {
-            c.execute(
+            Ok(c.execute(
                 &format!(
                     "INSERT INTO ctl_projects ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                      ON CONFLICT (id) DO NOTHING"
@@ -130,7 +130,7 @@ impl Store {
                     &p.created_by,
                     &created_at
                 ],
-            )
+            )?)
         })?;
         if n == 0 {
             return Err(StoreError::Conflict {
@@ -143,10 +143,10 @@ impl Store {
 
     pub fn project(&self, id: &str) -> Result<Option<Project>, StoreError> {
         self.run(|c| {
-            c.query_opt(
+            Ok(c.query_opt(
                 &format!("SELECT {COLUMNS} FROM ctl_projects WHERE id = ?1"),
                 args![id],
-            )
+            )?)
         })?
         .map(|r| project(&r))
         .transpose()
@@ -154,10 +154,10 @@ impl Store {
 
     pub fn projects(&self) -> Result<Vec<Project>, StoreError> {
         self.run(|c| {
-            c.query(
+            Ok(c.query(
                 &format!("SELECT {COLUMNS} FROM ctl_projects ORDER BY id"),
                 &[],
-            )
+            )?)
         })?
         .iter()
         .map(project)
@@ -172,13 +172,13 @@ impl Store {
             .collect::<Vec<_>>()
             .join(", ");
         self.run(|c| {
-            c.query(
+            Ok(c.query(
                 &format!(
                     "SELECT {columns} FROM ctl_projects p JOIN ctl_members m ON m.project = p.id
                      WHERE m.\"user\" = ?1 ORDER BY p.id"
                 ),
                 args![user],
-            )
+            )?)
         })?
         .iter()
         .map(project)
@@ -187,11 +187,11 @@ impl Store {
 
     pub fn members(&self, project: &str) -> Result<Vec<Member>, StoreError> {
         self.run(|c| {
-            c.query(
+            Ok(c.query(
                 "SELECT \"user\", role, expires FROM ctl_members WHERE project = ?1
                  ORDER BY \"user\"",
                 args![project],
-            )
+            )?)
         })?
         .iter()
         .map(|r| {
@@ -220,12 +220,12 @@ impl Store {
         }
         let expires = ts(m.expires);
         self.run(|c| {
-            c.execute(
+            Ok(c.execute(
                 "INSERT INTO ctl_members (project, \"user\", role, expires) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (project, \"user\") DO UPDATE SET role = excluded.role,
                  expires = excluded.expires",
                 args![project, &m.user, &m.role, &expires],
-            )
+            )?)
         })?;
         Ok(())
     }
@@ -233,10 +233,10 @@ impl Store {
     /// Removes a member; false when they were not one.
     pub fn remove_member(&self, project: &str, user: &str) -> Result<bool, StoreError> {
         let n = self.run(|c| {
-            c.execute(
+            Ok(c.execute(
                 "DELETE FROM ctl_members WHERE project = ?1 AND \"user\" = ?2",
                 args![project, user],
-            )
+            )?)
         })?;
         Ok(n > 0)
     }

@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::db::{args, int, Row};
 use crate::{parse_ts, ts, Store, StoreError};
+use kura_sql::{args, int, Row};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -116,7 +116,7 @@ impl Store {
     pub fn insert_query(&self, q: &QueryRecord) -> Result<(), StoreError> {
         let started_at = ts(q.started_at);
         let n = self.run(|c| {
-            c.execute(
+            Ok(c.execute(
                 &format!(
                     "INSERT INTO ctl_queries ({QUERY_COLUMNS})
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -135,7 +135,7 @@ impl Store {
                     &q.error,
                     &started_at
                 ],
-            )
+            )?)
         })?;
         if n == 0 {
             return Err(StoreError::Conflict {
@@ -195,10 +195,10 @@ impl Store {
     /// A query of `project` (None when it does not exist or belongs to another project).
     pub fn query(&self, project: &str, id: &str) -> Result<Option<QueryRecord>, StoreError> {
         self.run(|c| {
-            c.query_opt(
+            Ok(c.query_opt(
                 &format!("SELECT {QUERY_COLUMNS} FROM ctl_queries WHERE id = ?1 AND project = ?2"),
                 args![id, project],
-            )
+            )?)
         })?
         .map(|r| query_record(&r))
         .transpose()
@@ -212,13 +212,13 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<QueryRecord>, StoreError> {
         self.run(|c| {
-            c.query(
+            Ok(c.query(
                 &format!(
                     "SELECT {QUERY_COLUMNS} FROM ctl_queries WHERE project = ?1 AND \"user\" = ?2
                      ORDER BY started_at DESC, id LIMIT ?3"
                 ),
                 args![project, user, i64::from(limit)],
-            )
+            )?)
         })?
         .iter()
         .map(query_record)
@@ -229,7 +229,7 @@ impl Store {
     pub fn insert_output(&self, o: &OutputRecord) -> Result<(), StoreError> {
         let created_at = ts(o.created_at);
         let n = self.run(|c| {
-            c.execute(
+            Ok(c.execute(
                 &format!(
                     "INSERT INTO ctl_outputs ({OUTPUT_COLUMNS})
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING"
@@ -246,7 +246,7 @@ impl Store {
                     &o.sha256,
                     &created_at
                 ],
-            )
+            )?)
         })?;
         if n == 0 {
             return Err(StoreError::Conflict {
@@ -259,13 +259,13 @@ impl Store {
 
     pub fn outputs(&self, project: &str) -> Result<Vec<OutputRecord>, StoreError> {
         self.run(|c| {
-            c.query(
+            Ok(c.query(
                 &format!(
                     "SELECT {OUTPUT_COLUMNS} FROM ctl_outputs WHERE project = ?1
                      ORDER BY created_at DESC, id"
                 ),
                 args![project],
-            )
+            )?)
         })?
         .iter()
         .map(output_record)

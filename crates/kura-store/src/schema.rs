@@ -1,14 +1,12 @@
 //! The control-plane tables (`ctl_*`), created at open if missing, on either database.
 //!
-//! One text for both, with the few column types that differ filled in per database: on
-//! PostgreSQL, text sorts and compares byte by byte (`COLLATE "C"`, as SQLite's `BINARY`, so
-//! that ids and RFC 3339 times order the same whatever the database's locale), booleans are
-//! `BOOLEAN` and integers `BIGINT`. `user` is a reserved word in PostgreSQL, hence `"user"`.
+//! One text for both, with the few column types that differ filled in per database
+//! (`kura_sql::schema`: on PostgreSQL text compares byte by byte, booleans are `BOOLEAN` and
+//! integers `BIGINT`). `user` is a reserved word in PostgreSQL, hence `"user"`.
 
-use postgres::types::Type;
+use kura_sql::schema::{fill, POSTGRES, SQLITE};
 
-/// Any fixed number: concurrent `CREATE TABLE IF NOT EXISTS` can still collide in PostgreSQL's
-/// catalog, so nodes create the tables one at a time under this transaction-level advisory lock.
+/// Any fixed number: nodes create the tables one at a time under this advisory lock.
 const DDL_LOCK: i64 = 0x6b75_7261_6374_6c73; // "kuractls"
 
 const SCHEMA: &str = r#"
@@ -84,31 +82,17 @@ CREATE TABLE IF NOT EXISTS ctl_outputs (
 CREATE INDEX IF NOT EXISTS ctl_outputs_by_project ON ctl_outputs(project, created_at);
 "#;
 
-fn fill(text: &str, int: &str, boolean: &str, false_: &str) -> String {
-    SCHEMA
-        .replace("{text}", text)
-        .replace("{int}", int)
-        .replace("{bool}", boolean)
-        .replace("{false}", false_)
-}
-
 /// The tables in SQLite's types (as before PostgreSQL was supported).
 pub(crate) fn sqlite() -> String {
-    fill("TEXT", "INTEGER", "INTEGER", "0")
+    fill(SCHEMA, &SQLITE)
 }
 
 /// The tables in PostgreSQL's types.
 pub(crate) fn postgres() -> String {
-    fill("TEXT COLLATE \"C\"", "BIGINT", "BOOLEAN", "FALSE")
+    fill(SCHEMA, &POSTGRES)
 }
 
 /// Creates the tables on PostgreSQL, one node at a time.
 pub(crate) fn ensure_postgres(client: &mut postgres::Client) -> Result<(), postgres::Error> {
-    let mut tx = client.transaction()?;
-    tx.execute_typed(
-        "SELECT pg_advisory_xact_lock($1)",
-        &[(&DDL_LOCK, Type::INT8)],
-    )?;
-    tx.batch_execute(&postgres())?;
-    tx.commit()
+    kura_sql::schema::ensure_postgres(client, DDL_LOCK, &postgres())
 }

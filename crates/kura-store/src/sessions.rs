@@ -6,8 +6,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::db::args;
 use crate::{parse_ts, random_token, sha256_hex, ts, Store, StoreError};
+use kura_sql::args;
 
 #[derive(Debug, Clone, Copy)]
 pub struct SessionLimits {
@@ -60,7 +60,7 @@ impl Store {
                 args![&now_text, &idle_since],
             )?;
             let lock = if c.is_postgres() { " FOR SHARE" } else { "" };
-            c.execute(
+            Ok(c.execute(
                 &format!(
                     "INSERT INTO ctl_sessions
                      (token_hash, \"user\", csrf_token, created_at, last_seen, expires_at)
@@ -68,7 +68,7 @@ impl Store {
                      WHERE id = ?2 AND NOT disabled{lock}"
                 ),
                 args![&session.id, user, &session.csrf_token, &now_text, &expires],
-            )
+            )?)
         })?;
         if n == 0 {
             return Err(StoreError::NotFound {
@@ -127,10 +127,10 @@ impl Store {
     /// Ends a session (sign-out); false when it did not exist.
     pub fn end_session(&self, session_id: &str) -> Result<bool, StoreError> {
         let n = self.run(|c| {
-            c.execute(
+            Ok(c.execute(
                 "DELETE FROM ctl_sessions WHERE token_hash = ?1",
                 args![session_id],
-            )
+            )?)
         })?;
         Ok(n > 0)
     }
@@ -145,10 +145,10 @@ impl Store {
                 "DELETE FROM ctl_pending_logins WHERE created_at <= ?1",
                 args![&stale],
             )?;
-            c.execute(
+            Ok(c.execute(
                 "INSERT INTO ctl_pending_logins (key_hash, body, created_at) VALUES (?1, ?2, ?3)",
                 args![&hash, body, &now],
-            )
+            )?)
         })?;
         Ok(key)
     }
@@ -158,12 +158,13 @@ impl Store {
     pub fn take_pending_login(&self, key: &str) -> Result<Option<String>, StoreError> {
         let hash = sha256_hex(key);
         self.run(|c| {
-            c.query_opt(
+            Ok(c.query_opt(
                 "DELETE FROM ctl_pending_logins WHERE key_hash = ?1 RETURNING body",
                 args![&hash],
-            )
+            )?)
         })?
         .map(|r| r.text(0))
         .transpose()
+        .map_err(StoreError::from)
     }
 }

@@ -3,8 +3,8 @@
 //! SQLite file, or a PostgreSQL schema of the test's own (dropped at the end), so that tests run
 //! in parallel and again.
 //!
-//! PostgreSQL: `KURA_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`. An
-//! unreachable database fails the tests; it never skips them.
+//! The PostgreSQL side (`KURA_TEST_POSTGRES_URL`, the schema, `on_both!`) is
+//! `kura_sql::testing`.
 
 #![allow(dead_code)]
 
@@ -18,7 +18,6 @@ use kura_airlock::{
     Airlock, AirlockConfig, AirlockDatabase, Context, Decision, PersistentLedger, Review,
     StagedOutput,
 };
-use postgres::{Client, NoTls};
 use sha2::{Digest, Sha256};
 
 pub const AUTHOR: &str = "researcher";
@@ -105,75 +104,8 @@ pub fn context() -> Context {
     }
 }
 
-pub const URL_ENV: &str = "KURA_TEST_POSTGRES_URL";
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-pub fn base_url() -> String {
-    std::env::var(URL_ENV).unwrap_or_else(|_| DEFAULT_URL.to_string())
-}
-
-/// `url` with `search_path` set to `schema`.
-pub fn url_in_schema(base: &str, schema: &str) -> String {
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}options=-c%20search_path%3D{schema}")
-}
-
-pub fn admin() -> Client {
-    let base = base_url();
-    Client::connect(&base, NoTls).unwrap_or_else(|e| {
-        let cause = std::error::Error::source(&e)
-            .map(|s| format!(": {s}"))
-            .unwrap_or_default();
-        panic!(
-            "these tests need PostgreSQL, which is not reachable at {base}: {e}{cause}; \
-             start it, or point {URL_ENV} at one"
-        )
-    })
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Sqlite,
-    Postgres,
-}
-
-/// A schema that is dropped when it goes out of scope, also when the test fails.
-pub struct PgSchema {
-    pub name: String,
-    pub url: String,
-}
-
-impl PgSchema {
-    pub fn new() -> PgSchema {
-        let mut b = [0u8; 6];
-        getrandom::fill(&mut b).unwrap();
-        let name = format!(
-            "kura_airlock_test_{}_{}",
-            std::process::id(),
-            hex::encode(b)
-        );
-        admin()
-            .batch_execute(&format!("CREATE SCHEMA {name}"))
-            .unwrap();
-        PgSchema {
-            url: url_in_schema(&base_url(), &name),
-            name,
-        }
-    }
-
-    /// A connection of the test's own, in this schema.
-    pub fn client(&self) -> Client {
-        Client::connect(&self.url, NoTls).unwrap()
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        if let Ok(mut c) = Client::connect(&base_url(), NoTls) {
-            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
-        }
-    }
-}
+#[allow(unused_imports)] // each test binary uses its own part
+pub use kura_sql::testing::{admin, base_url, url_in_schema, Kind, PgSchema, URL_ENV};
 
 /// One test's state directory and database, and an airlock on them. More airlocks (each with
 /// its own connections, as separate nodes or processes would have) open with `open_airlock`.
@@ -259,17 +191,6 @@ fn config_for(dir: &Path, schema: Option<&PgSchema>) -> AirlockConfig {
 #[allow(unused_macros)]
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[test]
-                fn sqlite() {
-                    super::$name(crate::common::Fixture::new(crate::common::Kind::Sqlite));
-                }
-                #[test]
-                fn postgres() {
-                    super::$name(crate::common::Fixture::new(crate::common::Kind::Postgres));
-                }
-            }
-        )*
+        kura_sql::on_both!(crate::common::Fixture::new; $($name),*);
     };
 }

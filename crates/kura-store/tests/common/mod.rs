@@ -1,79 +1,13 @@
 //! One store per test on either database: a temporary state directory for SQLite, a schema of
-//! its own (dropped at the end) for PostgreSQL, so tests run in parallel and again.
-//!
-//! PostgreSQL: `KURA_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`. An
-//! unreachable database fails the tests; it never skips them.
+//! its own (dropped at the end) for PostgreSQL, so tests run in parallel and again. The
+//! PostgreSQL side (`KURA_TEST_POSTGRES_URL`, the schema, `on_both!`) is `kura_sql::testing`.
 
 #![allow(dead_code)]
 
 use kura_store::Store;
-use postgres::{Client, NoTls};
 
-pub const URL_ENV: &str = "KURA_TEST_POSTGRES_URL";
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-pub fn base_url() -> String {
-    std::env::var(URL_ENV).unwrap_or_else(|_| DEFAULT_URL.to_string())
-}
-
-/// `url` with `search_path` set to `schema`.
-pub fn url_in_schema(base: &str, schema: &str) -> String {
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}options=-c%20search_path%3D{schema}")
-}
-
-pub fn admin() -> Client {
-    let base = base_url();
-    Client::connect(&base, NoTls).unwrap_or_else(|e| {
-        let cause = std::error::Error::source(&e)
-            .map(|s| format!(": {s}"))
-            .unwrap_or_default();
-        panic!(
-            "these tests need PostgreSQL, which is not reachable at {base}: {e}{cause}; \
-             start it, or point {URL_ENV} at one"
-        )
-    })
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Sqlite,
-    Postgres,
-}
-
-/// A schema that is dropped when it goes out of scope, also when the test fails.
-pub struct Schema {
-    pub name: String,
-    pub url: String,
-}
-
-impl Schema {
-    pub fn new() -> Schema {
-        let mut b = [0u8; 6];
-        getrandom::fill(&mut b).unwrap();
-        let name = format!("kura_store_test_{}_{}", std::process::id(), hex::encode(b));
-        admin()
-            .batch_execute(&format!("CREATE SCHEMA {name}"))
-            .unwrap();
-        Schema {
-            url: url_in_schema(&base_url(), &name),
-            name,
-        }
-    }
-
-    /// A connection of the test's own, in this schema.
-    pub fn client(&self) -> Client {
-        Client::connect(&self.url, NoTls).unwrap()
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        if let Ok(mut c) = Client::connect(&base_url(), NoTls) {
-            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
-        }
-    }
-}
+#[allow(unused_imports)] // each test binary uses its own part
+pub use kura_sql::testing::{base_url, url_in_schema, Kind, PgSchema as Schema};
 
 /// One test's database, on which any number of stores (each with its own connections, as
 /// separate nodes or processes would have) can be opened.
@@ -143,17 +77,6 @@ impl Fixture {
 #[allow(unused_macros)]
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[test]
-                fn sqlite() {
-                    super::$name(&crate::common::Fixture::new(crate::common::Kind::Sqlite));
-                }
-                #[test]
-                fn postgres() {
-                    super::$name(&crate::common::Fixture::new(crate::common::Kind::Postgres));
-                }
-            }
-        )*
+        kura_sql::on_both!(&crate::common::Fixture::new; $($name),*);
     };
 }

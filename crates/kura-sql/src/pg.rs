@@ -1,12 +1,10 @@
-//! The airlock's tables on PostgreSQL, for several `kura serve` nodes sharing one database: a
-//! small pool of connections of the synchronous `postgres` client (as kura-audit and kura-store
-//! use), and `Sql` for a connection. This is kura-store's `pg.rs` (see `db.rs` for why it is a
-//! copy) with two differences: units of work are `Tx::Read` (one snapshot, `REPEATABLE READ
-//! READ ONLY`) or `Tx::Write` (`READ COMMITTED` with row and advisory locks, see `store.rs`), and
-//! the timeouts leave room for the work a release does while holding its locks.
+//! PostgreSQL, for several `kura serve` nodes sharing one database: a small pool of connections
+//! of the synchronous `postgres` client (as `kura-audit` uses), `Sql` for a connection, and
+//! running a unit of work again when PostgreSQL aborted it for a deadlock or a serialization
+//! failure.
 //!
 //! The synchronous client drives its own tokio runtime, which must not be started or dropped on
-//! a thread that is already running async tasks (the server calls the airlock from its handlers).
+//! a thread that is already running async tasks (the server calls the crates from its handlers).
 //! So every use of a connection (connecting, statements, closing) runs on a short-lived scoped
 //! thread when the caller is inside a runtime, and on the caller's thread otherwise.
 
@@ -14,29 +12,35 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use postgres::config::{Host, SslMode};
-use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, Config, NoTls};
 
-use crate::db::{postgres_placeholders, Arg, Cell, Row, Sql, Tx};
-use crate::error::AirlockError;
-use crate::schema;
-
-/// Connections an airlock keeps at most: requests beyond wait for one to be free.
-const MAX_CONNECTIONS: usize = 8;
-
-/// How long a statement waits for a lock held by another node before it fails. A release holds
-/// its review's row and its snapshot's ledger lock while it re-runs the rule pack and writes the
-/// release files, which can take seconds for a large table.
-const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The server ends a transaction left idle this long (a paused or hung node), releasing its
-/// locks. Between two statements of a release the node checks the table and writes files.
-const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(300);
+use crate::error::retryable;
+use crate::{postgres_placeholders, Arg, Cell, Row, Sql, SqlError, SqlErrorCode, Tx};
 
 /// Attempts of a unit of work that PostgreSQL aborted for a deadlock or a serialization
 /// failure; its statements were rolled back, so running it again is safe.
 const ATTEMPTS: usize = 5;
+
+/// How a crate's pool connects, and the names its messages use.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// `application_name` of the connections (unless the URL sets one).
+    pub application_name: &'static str,
+    /// Connections kept at most: requests beyond wait for one to be free.
+    pub max_connections: usize,
+    /// How long a statement waits for a lock held by another node before it fails.
+    pub lock_timeout: Duration,
+    /// The server ends a transaction left idle this long (a paused or hung node), releasing its
+    /// locks.
+    pub idle_in_transaction: Duration,
+    /// For messages: "the control-plane database", "the airlock's database".
+    pub database: &'static str,
+    /// For messages: "the control plane's PostgreSQL connection".
+    pub connection: &'static str,
+    /// For messages: "the control-plane tables".
+    pub tables: &'static str,
+}
 
 /// A PostgreSQL error with its causes (its own text says little: "db error").
 fn describe(e: &postgres::Error) -> String {
@@ -51,27 +55,16 @@ fn describe(e: &postgres::Error) -> String {
 }
 
 /// A PostgreSQL error, naming the database, with its causes and SQLSTATE.
-pub(crate) fn pg_error(label: &str, e: &postgres::Error) -> AirlockError {
+fn pg_error(label: &str, e: &postgres::Error) -> SqlError {
     pg_error_with(label, e, describe(e))
 }
 
-fn pg_error_with(label: &str, e: &postgres::Error, message: String) -> AirlockError {
-    AirlockError::Postgres {
+fn pg_error_with(label: &str, e: &postgres::Error, message: String) -> SqlError {
+    SqlError::Postgres {
         database: label.to_string(),
         code: e.code().map(|c| c.code().to_string()),
         message,
     }
-}
-
-fn retryable(e: &AirlockError) -> bool {
-    let AirlockError::Postgres {
-        code: Some(code), ..
-    } = e
-    else {
-        return false;
-    };
-    code == SqlState::T_R_SERIALIZATION_FAILURE.code()
-        || code == SqlState::T_R_DEADLOCK_DETECTED.code()
 }
 
 /// A pause before attempt `attempt + 1`: growing, with jitter so that two nodes that keep
@@ -97,7 +90,7 @@ fn label_of(config: &Config) -> String {
 
 /// The label of a URL, or a placeholder when it does not parse (never the URL itself: it may
 /// hold a password).
-pub(crate) fn label_of_url(url: &str) -> String {
+pub fn label_of_url(url: &str) -> String {
     match url.parse::<Config>() {
         Ok(c) => label_of(&c),
         Err(_) => "<unparsable PostgreSQL URL>".to_string(),
@@ -121,39 +114,47 @@ struct Slots {
     open: usize,
 }
 
-pub(crate) struct Pg {
+/// A pool of connections to one PostgreSQL database.
+pub struct Pg {
     config: Config,
+    options: PgOptions,
     label: String,
     slots: Mutex<Slots>,
     freed: Condvar,
 }
 
 impl Pg {
-    /// Connects (failing now if the database cannot be reached) and creates the tables.
-    pub(crate) fn open(url: &str) -> Result<Pg, AirlockError> {
+    /// Connects (failing now if the database cannot be reached) and creates the tables with
+    /// `schema`, on one connection.
+    pub fn open(
+        url: &str,
+        options: PgOptions,
+        schema: impl FnOnce(&mut Client) -> Result<(), postgres::Error> + Send,
+    ) -> Result<Pg, SqlError> {
         let mut config: Config = url.parse().map_err(|e: postgres::Error| {
-            AirlockError::Config(format!(
-                "the airlock's database URL is not a PostgreSQL connection string \
-                 (postgres://user@host:port/db): {e}"
+            SqlError::Config(format!(
+                "{} URL is not a PostgreSQL connection string (postgres://user@host:port/db): {e}",
+                options.database
             ))
         })?;
         if !matches!(config.get_ssl_mode(), SslMode::Disable | SslMode::Prefer) {
-            return Err(AirlockError::Config(format!(
-                "{}: sslmode requires TLS, which the airlock's PostgreSQL connection does not \
-                 support yet; connect through a Unix socket (host=/var/run/postgresql) or a \
-                 private network",
-                label_of(&config)
+            return Err(SqlError::Config(format!(
+                "{}: sslmode requires TLS, which {} does not support yet; connect through a \
+                 Unix socket (host=/var/run/postgresql) or a private network",
+                label_of(&config),
+                options.connection
             )));
         }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
         if config.get_application_name().is_none() {
-            config.application_name("kura-airlock");
+            config.application_name(options.application_name);
         }
         let pg = Pg {
             label: label_of(&config),
             config,
+            options,
             slots: Mutex::new(Slots {
                 idle: Vec::new(),
                 open: 0,
@@ -162,11 +163,12 @@ impl Pg {
         };
         off_runtime(|| {
             let mut client = pg.acquire()?;
-            let created = schema::ensure_postgres(&mut client).map_err(|e| {
-                AirlockError::Config(format!(
-                    "{}: creating the airlock's tables: {} (does the schema in the URL's \
-                     search_path exist, and may this user create tables in it?)",
+            let created = schema(&mut client).map_err(|e| {
+                SqlError::Config(format!(
+                    "{}: creating {}: {} (does the schema in the URL's search_path exist, and \
+                     may this user create tables in it?)",
                     pg.label,
+                    pg.options.tables,
                     describe(&e)
                 ))
             });
@@ -180,7 +182,8 @@ impl Pg {
         Ok(pg)
     }
 
-    pub(crate) fn label(&self) -> &str {
+    /// `postgres://user@host:port/db`, never the password: for messages.
+    pub fn label(&self) -> &str {
         &self.label
     }
 
@@ -195,14 +198,14 @@ impl Pg {
 
     /// A new connection in a slot the caller has reserved (`open` counted), which is released
     /// if connecting fails.
-    fn connect(&self) -> Result<Client, AirlockError> {
+    fn connect(&self) -> Result<Client, SqlError> {
         let connected = self.config.connect(NoTls).and_then(|mut client| {
             client
                 .batch_execute(&format!(
                     "SET lock_timeout = {}; SET idle_in_transaction_session_timeout = {}; \
                      SET synchronous_commit = on;",
-                    LOCK_TIMEOUT.as_millis(),
-                    IDLE_IN_TRANSACTION.as_millis()
+                    self.options.lock_timeout.as_millis(),
+                    self.options.idle_in_transaction.as_millis()
                 ))
                 .map(|()| client)
         });
@@ -225,7 +228,7 @@ impl Pg {
     }
 
     /// A free connection, a new one if fewer than the maximum are open, else waits.
-    fn acquire(&self) -> Result<Client, AirlockError> {
+    fn acquire(&self) -> Result<Client, SqlError> {
         let mut slots = self.slots();
         loop {
             if let Some(client) = slots.idle.pop() {
@@ -237,7 +240,7 @@ impl Pg {
                 slots = self.slots();
                 continue;
             }
-            if slots.open < MAX_CONNECTIONS {
+            if slots.open < self.options.max_connections.max(1) {
                 slots.open += 1;
                 drop(slots);
                 return self.connect();
@@ -265,14 +268,14 @@ impl Pg {
         self.release_slot();
     }
 
-    /// Runs `f` on a pooled connection in one transaction, rolled back if `f` fails.
-    /// Deadlocks and serialization failures run `f` again, so `f` must leave nothing behind
-    /// outside the database when it fails.
-    pub(crate) fn run<T: Send>(
+    /// Runs `f` on a pooled connection as `tx` says, rolled back if `f` fails. Deadlocks and
+    /// serialization failures run `f` again, so `f` must leave nothing behind outside the
+    /// database when it fails.
+    pub fn run<T: Send, E: From<SqlError> + SqlErrorCode + Send>(
         &self,
         tx: Tx,
-        mut f: impl FnMut(&mut dyn Sql) -> Result<T, AirlockError> + Send,
-    ) -> Result<T, AirlockError> {
+        mut f: impl FnMut(&mut dyn Sql) -> Result<T, E> + Send,
+    ) -> Result<T, E> {
         off_runtime(|| {
             let mut attempt = 1;
             loop {
@@ -297,33 +300,43 @@ impl Pg {
     }
 
     /// One attempt; also says whether the connection can be used again.
-    fn once<T>(
+    fn once<T, E: From<SqlError>>(
         &self,
         client: &mut Client,
         tx: Tx,
-        f: &mut impl FnMut(&mut dyn Sql) -> Result<T, AirlockError>,
-    ) -> (Result<T, AirlockError>, bool) {
+        f: &mut impl FnMut(&mut dyn Sql) -> Result<T, E>,
+    ) -> (Result<T, E>, bool) {
         let begin = match tx {
-            // One snapshot for every statement: a review's row, rounds and votes agree.
-            Tx::Read => "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
-            // Each statement sees what committed before it; the locks taken first (the review's
-            // row, the snapshot's ledger) make later statements see the other node's writes.
-            Tx::Write => "BEGIN ISOLATION LEVEL READ COMMITTED",
+            Tx::Autocommit => None,
+            // One snapshot for every statement: rows read together agree.
+            Tx::Read => Some("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"),
+            // Each statement sees what committed before it; the locks taken first (a row
+            // `FOR UPDATE`, an advisory lock) make later statements see the other node's writes.
+            Tx::Write => Some("BEGIN ISOLATION LEVEL READ COMMITTED"),
+        };
+        let Some(begin) = begin else {
+            let result = f(&mut PgConn {
+                client: &mut *client,
+                label: &self.label,
+                application: self.options.application_name,
+            });
+            let healthy = !client.is_closed();
+            return (result, healthy);
         };
         if let Err(e) = client.batch_execute(begin) {
-            return (Err(pg_error(&self.label, &e)), false);
+            return (Err(pg_error(&self.label, &e).into()), false);
         }
-        let mut conn = PgConn {
+        let result = f(&mut PgConn {
             client: &mut *client,
             label: &self.label,
-        };
-        let result = f(&mut conn);
+            application: self.options.application_name,
+        });
         let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
         match (result, client.batch_execute(end)) {
             (Ok(v), Ok(())) => (Ok(v), true),
             (Err(e), Ok(())) => (Err(e), true),
             // A failed COMMIT may or may not have committed; the connection is not reused.
-            (Ok(_), Err(e)) => (Err(pg_error(&self.label, &e)), false),
+            (Ok(_), Err(e)) => (Err(pg_error(&self.label, &e).into()), false),
             (Err(e), Err(_)) => (Err(e), false),
         }
     }
@@ -341,6 +354,8 @@ impl Drop for Pg {
 struct PgConn<'a> {
     client: &'a mut Client,
     label: &'a str,
+    /// The crate using the pool, for messages.
+    application: &'a str,
 }
 
 fn typed<'a>(args: &'a [Arg<'a>]) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
@@ -353,56 +368,55 @@ fn typed<'a>(args: &'a [Arg<'a>]) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
         .collect()
 }
 
+/// Column `i` of `row` as `T`, NULL as `Cell::Null`.
+fn cell<'r, T: postgres::types::FromSql<'r>>(
+    row: &'r postgres::Row,
+    i: usize,
+    to_cell: impl FnOnce(T) -> Cell,
+) -> Result<Cell, postgres::Error> {
+    Ok(row.try_get::<_, Option<T>>(i)?.map_or(Cell::Null, to_cell))
+}
+
 impl PgConn<'_> {
-    fn cells(&self, row: &postgres::Row) -> Result<Row, AirlockError> {
-        let bad = |e: postgres::Error| pg_error(self.label, &e);
+    fn cells(&self, row: &postgres::Row) -> Result<Row, SqlError> {
         let mut cells = Vec::with_capacity(row.len());
         for (i, column) in row.columns().iter().enumerate() {
             let ty = column.type_();
-            let cell = if [Type::TEXT, Type::VARCHAR, Type::BPCHAR, Type::NAME].contains(ty) {
-                row.try_get::<_, Option<String>>(i)
-                    .map_err(bad)?
-                    .map_or(Cell::Null, Cell::Text)
+            let got = if [Type::TEXT, Type::VARCHAR, Type::BPCHAR, Type::NAME].contains(ty) {
+                cell(row, i, Cell::Text)
             } else if *ty == Type::INT8 {
-                row.try_get::<_, Option<i64>>(i)
-                    .map_err(bad)?
-                    .map_or(Cell::Null, Cell::Int)
+                cell(row, i, Cell::Int)
             } else if *ty == Type::INT4 {
-                row.try_get::<_, Option<i32>>(i)
-                    .map_err(bad)?
-                    .map_or(Cell::Null, |n| Cell::Int(n.into()))
+                cell(row, i, |n: i32| Cell::Int(n.into()))
             } else if *ty == Type::INT2 {
-                row.try_get::<_, Option<i16>>(i)
-                    .map_err(bad)?
-                    .map_or(Cell::Null, |n| Cell::Int(n.into()))
+                cell(row, i, |n: i16| Cell::Int(n.into()))
             } else if *ty == Type::FLOAT8 {
-                row.try_get::<_, Option<f64>>(i)
-                    .map_err(bad)?
-                    .map_or(Cell::Null, Cell::Real)
+                cell(row, i, Cell::Real)
             } else if *ty == Type::BOOL {
-                row.try_get::<_, Option<bool>>(i)
-                    .map_err(bad)?
-                    .map_or(Cell::Null, Cell::Bool)
+                cell(row, i, Cell::Bool)
             } else {
-                return Err(AirlockError::Corrupt {
+                return Err(SqlError::Corrupt {
                     what: "row",
-                    why: format!("column {i} has type {ty}, which the airlock never uses"),
+                    why: format!(
+                        "column {i} has type {ty}, which {} never uses",
+                        self.application
+                    ),
                 });
             };
-            cells.push(cell);
+            cells.push(got.map_err(|e| pg_error(self.label, &e))?);
         }
         Ok(Row(cells))
     }
 }
 
 impl Sql for PgConn<'_> {
-    fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, AirlockError> {
+    fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, SqlError> {
         self.client
             .execute_typed(&postgres_placeholders(sql), &typed(args))
             .map_err(|e| pg_error(self.label, &e))
     }
 
-    fn query(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>, AirlockError> {
+    fn query(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>, SqlError> {
         let rows = self
             .client
             .query_typed(&postgres_placeholders(sql), &typed(args))
@@ -423,30 +437,36 @@ mod tests {
     use std::sync::Barrier;
 
     use super::*;
-    use crate::db::args;
+    use crate::args;
+    use crate::testing::{admin, PgSchema};
+
+    fn options() -> PgOptions {
+        PgOptions {
+            application_name: "kura-sql-test",
+            max_connections: 8,
+            lock_timeout: Duration::from_secs(30),
+            idle_in_transaction: Duration::from_secs(60),
+            database: "the test database",
+            connection: "the test's PostgreSQL connection",
+            tables: "the test tables",
+        }
+    }
 
     /// Two transactions locking two rows in opposite orders deadlock for sure; PostgreSQL
     /// aborts one, which runs again and succeeds.
     #[test]
     fn a_deadlocked_transaction_runs_again() {
-        let base = std::env::var("KURA_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-        let mut admin = Client::connect(&base, NoTls).unwrap_or_else(|e| {
-            panic!("this test needs PostgreSQL at {base} (KURA_TEST_POSTGRES_URL): {e}")
-        });
-        let schema = format!("kura_airlock_unit_{}", std::process::id());
-        admin
-            .batch_execute(&format!(
-                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};
-                 CREATE TABLE {schema}.t (id BIGINT PRIMARY KEY, v BIGINT NOT NULL);
-                 INSERT INTO {schema}.t VALUES (1, 0), (2, 0);"
-            ))
-            .unwrap();
-        let sep = if base.contains('?') { '&' } else { '?' };
-        let pg = Pg::open(&format!("{base}{sep}options=-c%20search_path%3D{schema}")).unwrap();
+        let schema = PgSchema::new();
+        let pg = Pg::open(&schema.url, options(), |c| {
+            c.batch_execute(
+                "CREATE TABLE t (id BIGINT PRIMARY KEY, v BIGINT NOT NULL);
+                 INSERT INTO t VALUES (1, 0), (2, 0);",
+            )
+        })
+        .unwrap();
         let barrier = Barrier::new(2);
         let attempts = AtomicUsize::new(0);
-        let results: Vec<Result<(), AirlockError>> = std::thread::scope(|s| {
+        let results: Vec<Result<(), SqlError>> = std::thread::scope(|s| {
             let handles: Vec<_> = [(1i64, 2i64), (2, 1)]
                 .into_iter()
                 .map(|(first, second)| {
@@ -468,21 +488,36 @@ mod tests {
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
-        let sums: Vec<i64> = admin
-            .query(&format!("SELECT v FROM {schema}.t ORDER BY id"), &[])
+        let sums: Vec<i64> = schema
+            .client()
+            .query("SELECT v FROM t ORDER BY id", &[])
             .unwrap()
             .iter()
             .map(|r| r.get(0))
             .collect();
         drop(pg);
-        admin
-            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-            .unwrap();
         assert!(results.iter().all(Result::is_ok), "{results:?}");
         assert!(
             attempts.load(Ordering::SeqCst) >= 3,
             "no transaction ran again"
         );
         assert_eq!(sums, vec![2, 2], "each transaction committed once");
+    }
+
+    #[test]
+    fn tls_and_bad_urls_are_refused_without_the_password() {
+        drop(admin());
+        for url in [
+            "postgres://kura:s3cret@127.0.0.1:1/kura?sslmode=require",
+            "not a url at all = =",
+        ] {
+            let e = Pg::open(url, options(), |_| Ok(())).err().unwrap();
+            assert!(matches!(e, SqlError::Config(_)), "{e:?}");
+            assert!(!e.to_string().contains("s3cret"), "{e}");
+        }
+        assert_eq!(
+            label_of_url("postgres://kura:s3cret@db:5433/k"),
+            "postgres://kura@db:5433/k"
+        );
     }
 }
