@@ -1,3 +1,7 @@
+//! The HTTPS benchmarks: `kura bench server` here, `kura bench explorer` in [`explorer`]; the
+//! state directory and the in-process server they share are in `setup`, the signed-in clients
+//! and the statistics in `load`.
+//!
 //! `kura bench server`: latency and requests/s of an authenticated small query over HTTPS, with
 //! 1 and with N concurrent clients, against the same SQL on DuckDB directly, in the same run
 //! (docs/benchmarks.md, "HTTPS server").
@@ -11,30 +15,29 @@
 //! checks every answer against DuckDB's. A breakdown then times, on their own, the sandbox
 //! engine and the durable writes one query makes, so the added latency can be attributed.
 
+pub mod explorer;
 mod load;
 mod report;
+mod setup;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use chrono::Utc;
 use kura_query::EngineConfig;
-use kura_store::{Member, NewAccount, Project, Store};
+use kura_store::Project;
 use serde::Serialize;
 
-use crate::config::ServerConfig;
 use crate::error::ServeError;
-use crate::serve::Server;
-use load::{Baseline, Target};
+use load::Baseline;
 pub use report::markdown;
+pub use setup::check_state_dir;
+use setup::InProcess;
 
 /// The small query, used unchanged on both sides.
 pub const SQL: &str = "SELECT count(*) FROM nanbyo_forms WHERE disease_no = 11";
 /// The issue's goal: added p50 latency with one client, in ms.
 pub const GOAL_ADDED_P50_MS: f64 = 3.0;
 const SNAPSHOT: &str = "demo";
-/// Holds the bench accounts' random password; its presence marks a state dir made by the bench.
-const PASSWORD_FILE: &str = "bench-password";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -48,6 +51,9 @@ pub enum BenchError {
     Baseline(String),
     #[error("breakdown: {0}")]
     Breakdown(String),
+    /// An answer that is not what the request should give (status, shape, a check failed).
+    #[error("answer check: {0}")]
+    Check(String),
 }
 
 /// Where the snapshot `demo` of the state directory comes from.
@@ -81,6 +87,7 @@ pub struct Stats {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub mean_ms: f64,
+    pub max_ms: f64,
     pub per_second: f64,
     /// CPU time per request of this process (server and client, or DuckDB) and of the sandbox
     /// workers (its child processes), from /proc.
@@ -154,51 +161,15 @@ pub struct Report {
 /// breakdown. `engine` starts the workers (`EngineConfig::from_current_exe` in `kura`).
 pub fn run(opts: &Options, engine: EngineConfig) -> Result<Report, BenchError> {
     let setup = prepare(opts)?;
-    let config = ServerConfig {
-        state_dir: opts.state_dir.clone(),
-        listen: ([127, 0, 0, 1], 0).into(),
-        ..ServerConfig::default()
-    };
-    config
-        .check()
-        .map_err(|e| BenchError::Setup(e.to_string()))?;
-    let engine = crate::serve::engine_config(&config, engine);
-    let limits = engine.limits;
-    let runtime = |name: &str, threads: Option<usize>| {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        if let Some(n) = threads {
-            b.worker_threads(n);
-        }
-        b.enable_all()
-            .thread_name(name)
-            .build()
-            .map_err(|e| BenchError::Setup(format!("async runtime: {e}")))
-    };
-    // The server gets its own runtime, as under `kura serve`; the clients share a second one.
-    let server_rt = runtime("kura-server", None)?;
-    let client_rt = runtime("bench-client", Some(2))?;
-
-    let baseline = Baseline::open(&setup.snapshot, &limits)?;
+    let server = InProcess::new(&opts.state_dir, engine)?;
+    let engine = server.engine.clone();
+    let baseline = Baseline::open(&setup.snapshot, &engine.limits)?;
     let count = baseline.count()?;
-    let server = server_rt.block_on(Server::start(config, engine.clone()))?;
-    let origin = server.ready().origin.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = server_rt.spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
-    let measured = (|| {
-        let pem = std::fs::read(opts.state_dir.join("tls/cert.pem"))
-            .map_err(|e| BenchError::Client(format!("reading the server certificate: {e}")))?;
-        let target = Target {
-            origin: origin.clone(),
-            pem,
-            password: setup.password.clone(),
-            count,
-        };
+    let measured = server.serve(&setup.password, |target, client_rt| {
         let d1 = baseline.load(1, opts.warmup, opts.requests_single)?;
         let s1 = client_rt.block_on(async {
             let one = [target.sign_in(&setup.accounts[0]).await?];
-            target.load(&one, opts.warmup, opts.requests_single).await
+            load::query_load(&one, count, opts.warmup, opts.requests_single).await
         })?;
         let dn = baseline.load(opts.clients, opts.warmup, opts.requests_concurrent)?;
         let sn = client_rt.block_on(async {
@@ -207,17 +178,10 @@ pub fn run(opts: &Options, engine: EngineConfig) -> Result<Report, BenchError> {
                 let user = &setup.accounts[if opts.one_account { 0 } else { i }];
                 many.push(target.sign_in(user).await?);
             }
-            target
-                .load(&many, opts.warmup, opts.requests_concurrent)
-                .await
+            load::query_load(&many, count, opts.warmup, opts.requests_concurrent).await
         })?;
-        Ok::<_, BenchError>([(1, s1, d1), (opts.clients, sn, dn)])
-    })();
-    let _ = stop.send(());
-    let served = server_rt.block_on(serving);
-    drop(server_rt);
-    let measured = measured?;
-    served.map_err(|e| BenchError::Client(format!("server task: {e}")))??;
+        Ok([(1, s1, d1), (opts.clients, sn, dn)])
+    })?;
 
     let rows = measured
         .into_iter()
@@ -260,164 +224,45 @@ struct Setup {
     projects: Vec<Project>,
 }
 
-/// Snapshot `demo`, the bench accounts (researchers, one per client) and project `bench`
-/// granting a few columns of `nanbyo_forms`; whatever exists already is reused.
+/// Snapshot `demo`, the bench accounts (researchers, one per client) and, per account, a project
+/// of the same id granting a few columns of `nanbyo_forms`; whatever exists already is reused.
 fn prepare(opts: &Options) -> Result<Setup, BenchError> {
-    let err = |what: &str, e: &dyn std::fmt::Display| BenchError::Setup(format!("{what}: {e}"));
-    let state = &opts.state_dir;
-    std::fs::create_dir_all(state).map_err(|e| err(&state.display().to_string(), &e))?;
-    check_state_dir(state)?;
-    let password_file = state.join(PASSWORD_FILE);
-    let password = match std::fs::read_to_string(&password_file) {
-        Ok(p) => p.trim().to_string(),
-        Err(_) => {
-            let p =
-                kura_identity::password::generate_password().map_err(|e| err("password", &e))?;
-            crate::tls::write_private(&password_file, p.as_bytes())
-                .map_err(|e| err("password file", &e))?;
-            p
-        }
-    };
-    let snapshot = state.join("snapshots").join(format!("{SNAPSHOT}.duckdb"));
-    install_snapshot(opts, state, &snapshot)?;
-    let manifest = kura_snapshot::Manifest::read(&kura_snapshot::manifest_path(&snapshot))
-        .map_err(|e| err("snapshot manifest", &e))?;
-    let rows = manifest
-        .tables
-        .iter()
-        .map(|t| (t.name.clone(), t.rows))
-        .collect();
-
-    let store = Store::open(state).map_err(|e| err("store", &e))?;
-    let now = Utc::now();
+    let state = setup::prepare_state(&opts.state_dir, &opts.snapshot)?;
     let n = if opts.one_account {
         1
     } else {
         opts.clients.max(1)
     };
-    let accounts: Vec<String> = (1..=n).map(|i| format!("bench-{i:02}")).collect();
-    let mut hash = None;
-    let roles = vec!["researcher".to_string()];
-    for id in &accounts {
-        if store.account(id).map_err(|e| err("store", &e))?.is_some() {
-            continue;
-        }
-        if hash.is_none() {
-            hash = Some(
-                kura_identity::password::hash_password(&password)
-                    .map_err(|e| err("password hash", &e))?,
-            );
-        }
-        let new = NewAccount {
-            id,
-            name: &format!("Benchmark {id}"),
-            roles: &roles,
-            password_hash: hash.as_deref().unwrap_or_default(),
-        };
-        store
-            .create_account(&new, now)
-            .map_err(|e| err("account", &e))?;
-    }
+    let accounts = account_ids(n);
+    state.ensure_accounts(&accounts)?;
     // Each account works in its own project (it is the only member): Cedar's decisions cost
     // more per member of a project, and this keeps that out of the measurement.
-    let mut projects = Vec::with_capacity(accounts.len());
-    for user in &accounts {
-        let project = match store.project(user).map_err(|e| err("store", &e))? {
-            Some(p) => p,
-            None => {
-                let cols = ["research_id", "disease_no", "sex", "severity", "pref_code"];
-                let p = Project {
-                    id: user.clone(),
-                    title: format!("Benchmark {user}"),
-                    description: "kura bench server".into(),
-                    snapshot: SNAPSHOT.into(),
-                    tables: BTreeMap::from([(
-                        "nanbyo_forms".to_string(),
-                        cols.iter().map(|c| c.to_string()).collect(),
-                    )]),
-                    starts: now - chrono::Duration::days(1),
-                    expires: now + chrono::Duration::days(365),
-                    created_by: "kura-bench".into(),
-                    created_at: now,
-                };
-                store.create_project(&p).map_err(|e| err("project", &e))?;
-                p
-            }
-        };
-        let member = Member {
-            user: user.clone(),
-            role: "researcher".into(),
-            expires: project.expires,
-        };
-        store
-            .set_member(&project.id, &member)
-            .map_err(|e| err("member", &e))?;
-        projects.push(project);
-    }
+    let cols = ["research_id", "disease_no", "sex", "severity", "pref_code"];
+    let tables = BTreeMap::from([(
+        "nanbyo_forms".to_string(),
+        cols.iter().map(|c| c.to_string()).collect(),
+    )]);
+    let projects = accounts
+        .iter()
+        .map(|user| {
+            state.ensure_project(
+                user,
+                "kura bench server",
+                &tables,
+                std::slice::from_ref(user),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Setup {
-        snapshot,
-        rows,
+        snapshot: state.snapshot,
+        rows: state.rows,
         accounts,
-        password,
+        password: state.password,
         projects,
     })
 }
 
-/// Refuses a state directory holding a Kura state the benchmark did not create: it adds
-/// accounts whose password it keeps in the clear there.
-pub fn check_state_dir(state: &Path) -> Result<(), BenchError> {
-    if state.join(kura_store::DB_FILE).exists() && !state.join(PASSWORD_FILE).exists() {
-        return Err(BenchError::Setup(format!(
-            "{} holds a Kura state the benchmark did not create; the benchmark adds accounts \
-             with a password stored in the clear, so give it a new directory",
-            state.display()
-        )));
-    }
-    Ok(())
-}
-
-fn install_snapshot(opts: &Options, state: &Path, target: &Path) -> Result<(), BenchError> {
-    let err = |what: &str, e: &dyn std::fmt::Display| BenchError::Setup(format!("{what}: {e}"));
-    let dir = state.join("snapshots");
-    std::fs::create_dir_all(&dir).map_err(|e| err(&dir.display().to_string(), &e))?;
-    match &opts.snapshot {
-        SnapshotSource::Installed if target.is_file() => Ok(()),
-        SnapshotSource::Installed => Err(BenchError::Setup(format!(
-            "{} does not exist: give --snapshot FILE or let the benchmark build one",
-            target.display()
-        ))),
-        SnapshotSource::File(file) => {
-            for (from, to) in [
-                (file.clone(), target.to_path_buf()),
-                (
-                    kura_snapshot::manifest_path(file),
-                    kura_snapshot::manifest_path(target),
-                ),
-            ] {
-                std::fs::copy(&from, &to).map_err(|e| err(&from.display().to_string(), &e))?;
-            }
-            Ok(())
-        }
-        SnapshotSource::Build { .. } if target.is_file() => Ok(()),
-        SnapshotSource::Build { raw, policy } => {
-            let key_file = state.join("keys").join("pseudonym.key");
-            if !key_file.exists() {
-                let mut key = [0u8; 32];
-                getrandom::fill(&mut key).map_err(|e| err("random key", &e))?;
-                if let Some(d) = key_file.parent() {
-                    std::fs::create_dir_all(d).map_err(|e| err("keys", &e))?;
-                }
-                crate::tls::write_private(&key_file, &key).map_err(|e| err("key file", &e))?;
-            }
-            let options = kura_snapshot::BuildOptions {
-                raw_dir: raw.clone(),
-                policy: policy.clone(),
-                key_file,
-                out: target.to_path_buf(),
-                release_id: Some("bench".into()),
-            };
-            kura_snapshot::build(&options, &mut |_| {}).map_err(|e| err("snapshot build", &e))?;
-            Ok(())
-        }
-    }
+/// The bench accounts `bench-01`, `bench-02`, ... (shared by every HTTPS benchmark).
+fn account_ids(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("bench-{i:02}")).collect()
 }

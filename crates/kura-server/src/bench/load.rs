@@ -1,7 +1,9 @@
-//! The measured load: HTTPS clients that sign in and query the server in a closed loop, the
-//! same SQL on DuckDB directly from as many threads, and the statistics (percentiles, rate,
-//! CPU time per request) of both.
+//! The measured load: HTTPS clients that sign in and send requests in a closed loop, the same
+//! work on DuckDB directly from as many threads, and the statistics (percentiles, rate, CPU
+//! time per request) of both. The clients and the closed loops are shared by every HTTPS
+//! benchmark; the query and its check here are `kura bench server`'s.
 
+use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,9 +19,8 @@ use super::{BenchError, Stats, SQL};
 pub(super) struct Target {
     pub(super) origin: String,
     pub(super) pem: Vec<u8>,
+    /// Every bench account's password.
     pub(super) password: String,
-    /// DuckDB's answer, which every server answer must match.
-    pub(super) count: i64,
 }
 
 /// One timed request: the query id the client chose, wall-clock send and receive times (µs
@@ -32,7 +33,7 @@ pub(super) struct Sample {
     pub(super) took: Duration,
 }
 
-fn wall_us() -> i64 {
+pub(super) fn wall_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64)
@@ -47,12 +48,13 @@ fn uuid() -> Result<String, BenchError> {
 #[derive(Clone)]
 pub(super) struct Client {
     http: reqwest::Client,
-    /// The queries URL of the account's project (its id is the account's).
-    url: String,
+    origin: String,
+    /// The account signed in.
+    pub(super) user: String,
     csrf: String,
 }
 
-fn client_err(e: impl std::fmt::Display) -> BenchError {
+pub(super) fn client_err(e: impl std::fmt::Display) -> BenchError {
     BenchError::Client(e.to_string())
 }
 
@@ -79,7 +81,8 @@ impl Target {
         match body["csrf_token"].as_str() {
             Some(csrf) if status.is_success() => Ok(Client {
                 http,
-                url: format!("{}/api/v1/projects/{user}/queries", self.origin),
+                origin: self.origin.clone(),
+                user: user.to_string(),
                 csrf: csrf.to_string(),
             }),
             _ => Err(BenchError::Client(format!(
@@ -88,73 +91,86 @@ impl Target {
         }
     }
 
-    /// Warm-up (at least one request per client), then `total` requests spread over the
-    /// clients, each client sending its next request when the previous answer is in.
-    pub(super) async fn load(
-        &self,
-        clients: &[Client],
-        warmup: usize,
-        total: usize,
-    ) -> Result<(Stats, Vec<Sample>), BenchError> {
-        let n = clients.len().max(1);
-        self.closed_loop(clients, vec![warmup.div_ceil(n).max(1); n])
-            .await?;
-        let cpu = Cpu::now();
-        let t = Instant::now();
-        let samples = self.closed_loop(clients, split(total, n)).await?;
-        let times = samples.iter().map(|s| s.took).collect();
-        Ok((stats(times, t.elapsed(), cpu.since()), samples))
+    /// Signs in every account of `users`, in order.
+    pub(super) async fn sign_in_all(&self, users: &[String]) -> Result<Vec<Client>, BenchError> {
+        let mut clients = Vec::with_capacity(users.len());
+        for user in users {
+            clients.push(self.sign_in(user).await?);
+        }
+        Ok(clients)
+    }
+}
+
+/// An answer: its status and body.
+pub(super) struct Answer {
+    pub(super) status: reqwest::StatusCode,
+    pub(super) body: Vec<u8>,
+}
+
+impl Answer {
+    pub(super) fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
 
-    async fn closed_loop(
-        &self,
-        clients: &[Client],
-        counts: Vec<usize>,
-    ) -> Result<Vec<Sample>, BenchError> {
-        let mut tasks = tokio::task::JoinSet::new();
-        for (client, k) in clients.iter().cloned().zip(counts) {
-            let (origin, count) = (self.origin.clone(), self.count);
-            tasks.spawn(async move {
-                let mut times = Vec::with_capacity(k);
-                for _ in 0..k {
-                    times.push(client.query(&origin, count).await?);
-                }
-                Ok::<_, BenchError>(times)
-            });
+    /// The body as text, cut short, for error messages.
+    pub(super) fn text(&self) -> String {
+        let s = String::from_utf8_lossy(&self.body);
+        if s.chars().count() > 2000 {
+            format!("{}...", s.chars().take(2000).collect::<String>())
+        } else {
+            s.into_owned()
         }
-        let mut all = Vec::new();
-        while let Some(r) = tasks.join_next().await {
-            all.extend(r.map_err(client_err)??);
-        }
-        Ok(all)
     }
 }
 
 impl Client {
-    /// One query, timed from sending the request to the last byte of the answer.
-    async fn query(&self, origin: &str, expect: i64) -> Result<Sample, BenchError> {
-        let id = uuid()?;
-        let body = json!({ "sql": SQL, "id": id });
-        let sent_us = wall_us();
-        let t = Instant::now();
+    /// `GET <origin><path>`.
+    pub(super) async fn get(&self, path: &str) -> Result<Answer, BenchError> {
         let r = self
             .http
-            .post(&self.url)
-            .header("origin", origin)
-            .header("x-kura-csrf", &self.csrf)
-            .json(&body)
+            .get(format!("{}{path}", self.origin))
             .send()
             .await
             .map_err(client_err)?;
         let status = r.status();
-        let body = r.bytes().await.map_err(client_err)?;
+        let body = r.bytes().await.map_err(client_err)?.to_vec();
+        Ok(Answer { status, body })
+    }
+
+    /// `POST <origin><path>` with a JSON body, the session's CSRF token and the Origin header,
+    /// as the web UI sends it; the answer is read to its last byte.
+    pub(super) async fn post(&self, path: &str, body: &Value) -> Result<Answer, BenchError> {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.origin))
+            .header("origin", &self.origin)
+            .header("x-kura-csrf", &self.csrf)
+            .json(body)
+            .send()
+            .await
+            .map_err(client_err)?;
+        let status = r.status();
+        let body = r.bytes().await.map_err(client_err)?.to_vec();
+        Ok(Answer { status, body })
+    }
+
+    /// One query of `kura bench server`, timed from sending the request to the last byte of
+    /// the answer. The account's project has the account's id.
+    async fn query(&self, expect: i64) -> Result<Sample, BenchError> {
+        let id = uuid()?;
+        let body = json!({ "sql": SQL, "id": id });
+        let path = format!("/api/v1/projects/{}/queries", self.user);
+        let sent_us = wall_us();
+        let t = Instant::now();
+        let answer = self.post(&path, &body).await?;
         let took = t.elapsed();
         let done_us = wall_us();
-        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        if !status.is_success() || v["rows"][0][0].as_i64() != Some(expect) {
+        let v = answer.json();
+        if !answer.status.is_success() || v["rows"][0][0].as_i64() != Some(expect) {
             return Err(BenchError::Client(format!(
-                "the query answered {status} (expected the count {expect}): {}",
-                String::from_utf8_lossy(&body)
+                "the query answered {} (expected the count {expect}): {}",
+                answer.status,
+                answer.text()
             )));
         }
         Ok(Sample {
@@ -166,8 +182,65 @@ impl Client {
     }
 }
 
+/// Each client works through its own list of jobs (`work[i]` for `clients[i]`), one at a time:
+/// `f` is called for the next job when the previous one has returned. Results per client, in
+/// job order.
+pub(super) async fn closed_loop<J, R, F, Fut>(
+    clients: &[Client],
+    work: Vec<Vec<J>>,
+    f: F,
+) -> Result<Vec<Vec<R>>, BenchError>
+where
+    J: Send + 'static,
+    R: Send + 'static,
+    F: Fn(Client, J) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<R, BenchError>> + Send,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, (client, jobs)) in clients.iter().cloned().zip(work).enumerate() {
+        let f = f.clone();
+        tasks.spawn(async move {
+            let mut out = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                out.push(f(client.clone(), job).await?);
+            }
+            Ok::<_, BenchError>((i, out))
+        });
+    }
+    let mut all: Vec<Vec<R>> = (0..clients.len()).map(|_| Vec::new()).collect();
+    while let Some(r) = tasks.join_next().await {
+        let (i, out) = r.map_err(client_err)??;
+        all[i] = out;
+    }
+    Ok(all)
+}
+
+/// `kura bench server`'s load: warm-up (at least one request per client), then `total`
+/// queries spread over the clients in a closed loop, each answer checked against `expect`.
+pub(super) async fn query_load(
+    clients: &[Client],
+    expect: i64,
+    warmup: usize,
+    total: usize,
+) -> Result<(Stats, Vec<Sample>), BenchError> {
+    let n = clients.len().max(1);
+    let jobs =
+        |counts: Vec<usize>| -> Vec<Vec<()>> { counts.into_iter().map(|k| vec![(); k]).collect() };
+    let send = move |client: Client, ()| async move { client.query(expect).await };
+    closed_loop(clients, jobs(vec![warmup.div_ceil(n).max(1); n]), send).await?;
+    let cpu = Cpu::now();
+    let t = Instant::now();
+    let samples: Vec<Sample> = closed_loop(clients, jobs(split(total, n)), send)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    let times = samples.iter().map(|s| s.took).collect();
+    Ok((stats(times, t.elapsed(), cpu.since()), samples))
+}
+
 /// `total` requests over `n` callers as evenly as possible.
-fn split(total: usize, n: usize) -> Vec<usize> {
+pub(super) fn split(total: usize, n: usize) -> Vec<usize> {
     (0..n)
         .map(|i| total / n + usize::from(i < total % n))
         .collect()
@@ -179,7 +252,7 @@ pub(super) struct Baseline {
     pub(super) conn: duckdb::Connection,
 }
 
-fn duck_err(e: impl std::fmt::Display) -> BenchError {
+pub(super) fn duck_err(e: impl std::fmt::Display) -> BenchError {
     BenchError::Baseline(e.to_string())
 }
 
@@ -220,6 +293,7 @@ impl Baseline {
         Ok(())
     }
 
+    /// `kura bench server`'s baseline: warm-up, then `total` queries from `callers` threads.
     pub(super) fn load(
         &self,
         callers: usize,
@@ -228,51 +302,96 @@ impl Baseline {
     ) -> Result<Stats, BenchError> {
         let expect = self.count()?;
         let n = callers.max(1);
+        let work: Vec<Caller<()>> = split(total, n)
+            .into_iter()
+            .map(|k| Caller {
+                warmup: vec![(); warmup.div_ceil(n).max(1)],
+                timed: vec![(); k],
+            })
+            .collect();
         let conns = (0..n)
             .map(|_| self.conn.try_clone().map_err(duck_err))
             .collect::<Result<Vec<_>, _>>()?;
-        let warm = std::sync::Barrier::new(n + 1);
-        let go = std::sync::Barrier::new(n + 1);
-        let counts = split(total, n);
-        let warm_each = warmup.div_ceil(n).max(1);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = conns
-                .into_iter()
-                .zip(counts)
-                .map(|(conn, k)| {
-                    let (warm, go) = (&warm, &go);
-                    s.spawn(move || {
-                        let warmed = (0..warm_each).try_for_each(|_| Baseline::once(&conn, expect));
-                        warm.wait();
-                        go.wait();
-                        warmed?;
-                        let mut times = Vec::with_capacity(k);
-                        for _ in 0..k {
-                            let t = Instant::now();
-                            Baseline::once(&conn, expect)?;
-                            times.push(t.elapsed());
-                        }
-                        Ok::<_, BenchError>(times)
-                    })
-                })
-                .collect();
-            warm.wait();
-            let cpu = Cpu::now();
-            let t = Instant::now();
-            go.wait();
-            let mut all = Vec::new();
-            for h in handles {
-                let times = h
-                    .join()
-                    .map_err(|_| BenchError::Baseline("a caller thread panicked".into()))??;
-                all.extend(times);
-            }
-            Ok(stats(all, t.elapsed(), cpu.since()))
-        })
+        let run = self::callers(
+            conns,
+            &work,
+            |_| Duration::ZERO,
+            |conn, ()| Baseline::once(conn, expect),
+        )?;
+        let times = run.results.iter().flatten().map(|(t, ())| *t).collect();
+        Ok(stats(times, run.wall, run.cpu))
     }
 }
 
-fn ms(d: Duration) -> f64 {
+/// Runs `work[i]` on `conns[i]`, one thread per caller: every caller does its warm-up jobs,
+/// then all start their timed jobs together, one after the other, each after its `pause` (not
+/// timed); `f` is timed per job.
+pub(super) fn callers<J: Sync, R: Send>(
+    conns: Vec<duckdb::Connection>,
+    work: &[Caller<J>],
+    pause: impl Fn(&J) -> Duration + Sync,
+    f: impl Fn(&duckdb::Connection, &J) -> Result<R, BenchError> + Sync,
+) -> Result<CallerRun<R>, BenchError> {
+    let n = work.len().min(conns.len());
+    let warm = std::sync::Barrier::new(n + 1);
+    let go = std::sync::Barrier::new(n + 1);
+    let (f, pause) = (&f, &pause);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = conns
+            .into_iter()
+            .zip(work)
+            .map(|(conn, caller)| {
+                let (warm, go) = (&warm, &go);
+                s.spawn(move || {
+                    let warmed = caller.warmup.iter().try_for_each(|j| f(&conn, j).map(drop));
+                    warm.wait();
+                    go.wait();
+                    warmed?;
+                    let mut out = Vec::with_capacity(caller.timed.len());
+                    for j in &caller.timed {
+                        std::thread::sleep(pause(j));
+                        let t = Instant::now();
+                        let r = f(&conn, j)?;
+                        out.push((t.elapsed(), r));
+                    }
+                    Ok::<_, BenchError>(out)
+                })
+            })
+            .collect();
+        warm.wait();
+        let cpu = Cpu::now();
+        let t = Instant::now();
+        go.wait();
+        let mut results = Vec::with_capacity(n);
+        for h in handles {
+            results.push(
+                h.join()
+                    .map_err(|_| BenchError::Baseline("a caller thread panicked".into()))??,
+            );
+        }
+        Ok(CallerRun {
+            wall: t.elapsed(),
+            cpu: cpu.since(),
+            results,
+        })
+    })
+}
+
+/// One caller's jobs for [`callers`].
+pub(super) struct Caller<J> {
+    pub(super) warmup: Vec<J>,
+    pub(super) timed: Vec<J>,
+}
+
+/// What [`callers`] measured: per caller, each timed job's time and result; the
+/// wall-clock time and CPU (process, children) of the timed part.
+pub(super) struct CallerRun<R> {
+    pub(super) results: Vec<Vec<(Duration, R)>>,
+    pub(super) wall: Duration,
+    pub(super) cpu: Option<(f64, f64)>,
+}
+
+pub(super) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
@@ -290,6 +409,7 @@ pub(super) fn stats(mut v: Vec<Duration>, wall: Duration, cpu: Option<(f64, f64)
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         mean_ms: per_request(v.iter().map(|d| ms(*d)).sum()),
+        max_ms: v.last().copied().map(ms).unwrap_or(0.0),
         per_second: if wall.is_zero() {
             0.0
         } else {
@@ -304,7 +424,7 @@ pub(super) fn stats(mut v: Vec<Duration>, wall: Duration, cpu: Option<(f64, f64)
 /// (100 per second on Linux): the children's is what reaped children used (`cutime + cstime`
 /// of /proc/self/stat) plus what the live ones used so far (their own stat), so a phase's
 /// delta counts idle workers kept across it as well as those that exited during it.
-struct Cpu(Option<(u64, u64)>);
+pub(super) struct Cpu(Option<(u64, u64)>);
 
 /// (ppid, utime + stime, cutime + cstime) from a /proc/<pid>/stat text.
 fn parse_stat(text: &str) -> Option<(u32, u64, u64)> {
@@ -318,8 +438,15 @@ fn parse_stat(text: &str) -> Option<(u32, u64, u64)> {
     Some((ppid, num(11)? + num(12)?, num(13)? + num(14)?))
 }
 
+/// CPU time of this process alone (all its threads), in ms at the kernel's tick resolution
+/// (10 ms): cheap enough to read around each call, unbiased when summed over many.
+pub(super) fn own_cpu_ms() -> Option<f64> {
+    let (_, own, _) = parse_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
+    Some(own as f64 * 10.0)
+}
+
 impl Cpu {
-    fn now() -> Cpu {
+    pub(super) fn now() -> Cpu {
         let read = || -> Option<(u64, u64)> {
             let (_, own, reaped) = parse_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
             let me = std::process::id();
@@ -343,7 +470,7 @@ impl Cpu {
     }
 
     /// (process, children) CPU milliseconds since `now`.
-    fn since(&self) -> Option<(f64, f64)> {
+    pub(super) fn since(&self) -> Option<(f64, f64)> {
         let (a, b) = (self.0?, Cpu::now().0?);
         let tick_ms = 10.0;
         Some((
@@ -381,6 +508,7 @@ mod tests {
         assert!((s.p50_ms - 50.0).abs() < 1e-9, "{}", s.p50_ms);
         assert!((s.p99_ms - 99.0).abs() < 1e-9, "{}", s.p99_ms);
         assert!((s.mean_ms - 50.5).abs() < 1e-9, "{}", s.mean_ms);
+        assert!((s.max_ms - 100.0).abs() < 1e-9, "{}", s.max_ms);
         assert!((s.per_second - 50.0).abs() < 1e-9);
         assert_eq!(s.cpu_ms_process, Some(3.0));
         assert_eq!(s.cpu_ms_workers, Some(1.0));

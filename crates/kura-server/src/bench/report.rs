@@ -76,7 +76,7 @@ pub(super) fn spans(state: &Path, samples: &[Sample]) -> Result<Vec<Span>, Bench
 }
 
 /// Audit sink that accepts everything, to time the engine without the log.
-struct NullAudit;
+pub(super) struct NullAudit;
 
 impl AuditSink for NullAudit {
     fn append(&self, _event: Event) -> Result<Appended, AuditError> {

@@ -235,6 +235,11 @@ pub async fn form(
         "rule_pack": explorer.pack().name,
         "rule_pack_version": explorer.pack().version,
         "marker": explorer.pack().marker,
+        // Counts under this are shown as `<threshold`; null when the pack has no threshold rule.
+        "threshold": explorer.pack().rule(|r| match r {
+            kura_sdc::Rule::Threshold { min, .. } => Some(*min),
+            _ => None,
+        }),
         "fields": fields,
     })))
 }
@@ -331,7 +336,7 @@ impl Run<'_> {
         let run_id = &self.id;
         let mut raws = Vec::with_capacity(View::ALL.len());
         let mut records = Vec::with_capacity(View::ALL.len());
-        for q in explorer.queries(&filters) {
+        for q in explorer.queries(filters) {
             let qid = new_uuid()?;
             let view_started = Instant::now();
             unfinished.push(qid.clone());
@@ -355,9 +360,9 @@ impl Run<'_> {
                 started_at: caller.now,
             })?;
             let outcome = execute(
-                &app,
-                &caller,
-                scope_of(&project),
+                app,
+                caller,
+                scope_of(project),
                 snapshot.clone(),
                 q.sql.clone(),
                 qid.clone(),
@@ -434,7 +439,7 @@ impl Run<'_> {
                     "rows_shown": rows, "row_count": rows, "result_sha256": sha256,
                     "suppressed_cells": shown.suppressed_cells,
                 }));
-            audit(&app, event).await?;
+            audit(app, event).await?;
             body[view.name()]["query_id"] = json!(qid);
         }
         Ok(body)

@@ -1,7 +1,7 @@
 //! `kura bench ...`: each benchmark compares Kura against the baseline its issue names, in the
 //! same run, and prints a Markdown table ready for docs/benchmarks.md.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -22,6 +22,8 @@ pub enum Command {
     Query(super::query::BenchArgs),
     /// An authenticated small query over HTTPS (1 and N clients) against DuckDB directly.
     Server(ServerArgs),
+    /// Trial-feasibility explorer requests from N concurrent users against their SQL on DuckDB.
+    Explorer(ExplorerArgs),
 }
 
 #[derive(clap::Args)]
@@ -58,56 +60,159 @@ pub struct ServerArgs {
     json: bool,
 }
 
-fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
-    let state = a.state.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("kura-bench-server-{}", std::process::id()))
-    });
-    kura_server::bench::check_state_dir(&state)?;
-    let snapshot = match a.snapshot {
+/// The snapshot of a bench state directory: `--snapshot FILE`, the one installed there, or one
+/// built from a synthetic registry generated there (seed 1) on the first run.
+fn snapshot_source(
+    state: &Path,
+    snapshot: Option<PathBuf>,
+    patients: u64,
+    policy: PathBuf,
+) -> anyhow::Result<SnapshotSource> {
+    Ok(match snapshot {
         Some(file) => SnapshotSource::File(file),
         None if state.join("snapshots/demo.duckdb").is_file() => SnapshotSource::Installed,
         None => {
             let raw = state.join("raw");
             if !raw.join(kura_registry::NANBYO_FORMS).exists() {
                 eprintln!(
-                    "generating {} synthetic patients into {}",
-                    a.patients,
+                    "generating {patients} synthetic patients into {}",
                     raw.display()
                 );
                 let options = kura_registry::GenerateOptions {
-                    patients: a.patients,
+                    patients,
                     seed: 1,
                     out: raw.clone(),
                 };
                 kura_registry::generate(&options, &mut |_| {})
                     .with_context(|| format!("generating {}", raw.display()))?;
             }
-            SnapshotSource::Build {
-                raw,
-                policy: a.policy,
-            }
+            eprintln!("building the snapshot (once per state directory)");
+            SnapshotSource::Build { raw, policy }
         }
-    };
-    let options = Options {
-        state_dir: state.clone(),
-        snapshot,
-        warmup: a.warmup,
-        requests_single: a.requests.max(1),
-        clients: a.clients.max(1),
-        requests_concurrent: a.concurrent_requests.max(1),
-        one_account: a.one_account,
-    };
-    let report = kura_query::EngineConfig::from_current_exe()
+    })
+}
+
+/// `--state DIR`, or a temporary directory (removed afterwards) named after the benchmark.
+fn state_dir(state: &Option<PathBuf>, name: &str) -> anyhow::Result<PathBuf> {
+    let dir = state.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("kura-bench-{name}-{}", std::process::id()))
+    });
+    kura_server::bench::check_state_dir(&dir)?;
+    Ok(dir)
+}
+
+/// Runs a benchmark on its state directory, removing the directory afterwards unless the user
+/// named it.
+fn in_state<T>(
+    named: bool,
+    state: &Path,
+    f: impl FnOnce(kura_query::EngineConfig) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let out = kura_query::EngineConfig::from_current_exe()
         .map_err(anyhow::Error::from)
-        .and_then(|engine| Ok(kura_server::bench::run(&options, engine)?));
-    if a.state.is_none() {
-        let _ = std::fs::remove_dir_all(&state);
+        .and_then(f);
+    if !named {
+        let _ = std::fs::remove_dir_all(state);
     }
-    let report = report?;
+    out
+}
+
+fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
+    let state = state_dir(&a.state, "server")?;
+    let report = in_state(a.state.is_some(), &state, |engine| {
+        let options = Options {
+            state_dir: state.clone(),
+            snapshot: snapshot_source(&state, a.snapshot, a.patients, a.policy)?,
+            warmup: a.warmup,
+            requests_single: a.requests.max(1),
+            clients: a.clients.max(1),
+            requests_concurrent: a.concurrent_requests.max(1),
+            one_account: a.one_account,
+        };
+        Ok(kura_server::bench::run(&options, engine)?)
+    })?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("{}", kura_server::bench::markdown(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct ExplorerArgs {
+    /// State directory to use and keep for later runs (default: a temporary one, removed).
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Snapshot to install as `demo` (its manifest beside it); default: build one.
+    #[arg(long)]
+    snapshot: Option<PathBuf>,
+    /// Patients in the synthetic registry the snapshot is built from (first run of a state).
+    #[arg(long, default_value_t = 1_000_000)]
+    patients: u64,
+    /// Pseudonymisation policy for that build.
+    #[arg(long, default_value = "policies/pseudonymise.toml")]
+    policy: PathBuf,
+    /// Concurrent users, each with its own account and session.
+    #[arg(long, default_value_t = 20)]
+    clients: usize,
+    /// Timed requests in total.
+    #[arg(long, default_value_t = 400)]
+    requests: usize,
+    /// Untimed requests before the timed ones (at least one per client).
+    #[arg(long, default_value_t = 40)]
+    warmup: usize,
+    /// Mean pause of a user before each request, in ms (uniform 0.5-1.5x); 0: each user sends
+    /// the next request as soon as the answer is in.
+    #[arg(long, default_value_t = 0)]
+    think_ms: u64,
+    /// Seed of the request generator (the synthetic registry always uses seed 1).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Share of requests without a disease filter (national overview), 0..=1.
+    #[arg(long, default_value_t = 0.1)]
+    national_share: f64,
+    /// Users per project: 1 gives each user a project, the number of clients one shared project.
+    #[arg(long, default_value_t = 5)]
+    team_size: usize,
+    /// Requests of each class (with / without a disease filter) timed one at a time afterwards.
+    #[arg(long, default_value_t = 10)]
+    profile: usize,
+    /// Also time the profile requests on DuckDB in variants: record hash, one statement for the
+    /// three views, forms sorted by disease number.
+    #[arg(long)]
+    what_if: bool,
+    /// Print the report as JSON instead of Markdown.
+    #[arg(long)]
+    json: bool,
+}
+
+fn explorer(a: ExplorerArgs) -> anyhow::Result<ExitCode> {
+    use kura_server::bench::explorer;
+    if !(0.0..=1.0).contains(&a.national_share) {
+        anyhow::bail!("--national-share must be between 0 and 1");
+    }
+    let state = state_dir(&a.state, "explorer")?;
+    let report = in_state(a.state.is_some(), &state, |engine| {
+        let options = explorer::Options {
+            state_dir: state.clone(),
+            snapshot: snapshot_source(&state, a.snapshot, a.patients, a.policy)?,
+            clients: a.clients.max(1),
+            requests: a.requests.max(1),
+            warmup: a.warmup,
+            think_ms: a.think_ms,
+            seed: a.seed,
+            national_share: a.national_share,
+            team_size: a.team_size.max(1),
+            profile: a.profile,
+            what_if: a.what_if,
+        };
+        Ok(explorer::run(&options, engine)?)
+    })?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", explorer::markdown(&report));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -120,5 +225,6 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Sdc(a) => super::sdc::bench(a),
         Command::Query(a) => super::query::bench(a),
         Command::Server(a) => server(a),
+        Command::Explorer(a) => explorer(a),
     }
 }
