@@ -20,7 +20,10 @@ use std::time::Duration;
 
 use kura_audit::merkle::{consistency_proof, leaf_hash};
 use kura_audit::note::hex;
-use kura_audit::store::{EntryChunk, NewEntry, ScanEnd, StoredEntry};
+mod common;
+
+use common::{chunked, DefaultScan};
+use kura_audit::store::ScanEnd;
 use kura_audit::verify::merkle::{hash_leaf, verify_consistency};
 use kura_audit::verify::{
     open_checkpoint, verify_at, verify_reader, verify_receipt, verify_store_with, VerifierKey,
@@ -28,7 +31,7 @@ use kura_audit::verify::{
 };
 use kura_audit::{
     AuditError, AuditLocation, AuditLog, AuditOptions, AuditReader, AuditSink, Event, EventKind,
-    LeafStore, PgStore, StoredCheckpoint,
+    LeafStore, PgStore,
 };
 use postgres::{Client, NoTls};
 
@@ -629,69 +632,6 @@ fn lease_contention_and_handover_give_one_checkpoint_history() {
         Some(3 * 100 + 2 * 100 + 3 * 50)
     );
     assert_eq!(code(&db, None), 0);
-}
-
-/// A store that keeps every `LeafStore` default, as a new backend would.
-struct DefaultScan(PgStore);
-
-impl LeafStore for DefaultScan {
-    fn append(&mut self, entries: &[NewEntry]) -> Result<(), AuditError> {
-        self.0.append(entries)
-    }
-    fn scan(
-        &mut self,
-        from: u64,
-        visit: &mut dyn FnMut(StoredEntry) -> Result<bool, AuditError>,
-    ) -> Result<(), AuditError> {
-        self.0.scan(from, visit)
-    }
-    fn orphan_payloads(&mut self) -> Result<Vec<u64>, AuditError> {
-        self.0.orphan_payloads()
-    }
-    fn entry(&mut self, index: u64) -> Result<Option<StoredEntry>, AuditError> {
-        self.0.entry(index)
-    }
-    fn leaves(&mut self, size: u64) -> Result<Vec<Vec<u8>>, AuditError> {
-        self.0.leaves(size)
-    }
-    fn count(&mut self) -> Result<u64, AuditError> {
-        self.0.count()
-    }
-    fn erase_payload(&mut self, index: u64) -> Result<bool, AuditError> {
-        self.0.erase_payload(index)
-    }
-    fn add_checkpoint(&mut self, c: &StoredCheckpoint) -> Result<(), AuditError> {
-        self.0.add_checkpoint(c)
-    }
-    fn checkpoints(&mut self) -> Result<Vec<StoredCheckpoint>, AuditError> {
-        self.0.checkpoints()
-    }
-    fn latest_checkpoint(&mut self) -> Result<Option<StoredCheckpoint>, AuditError> {
-        self.0.latest_checkpoint()
-    }
-    fn truncate(&mut self, from: u64) -> Result<u64, AuditError> {
-        self.0.truncate(from)
-    }
-}
-
-type Row = (u64, Vec<u8>, Option<(Vec<u8>, Vec<u8>)>);
-
-fn chunked(store: &mut dyn LeafStore, from: u64, chunk_len: usize) -> (Vec<Row>, ScanEnd) {
-    let mut rows = Vec::new();
-    let end = store
-        .scan_chunks(from, chunk_len, &mut |c: EntryChunk| {
-            assert!(c.len() <= chunk_len && !c.is_empty());
-            rows.extend(c.iter().map(|e| {
-                (
-                    e.index,
-                    e.leaf.to_vec(),
-                    e.payload.map(|(s, p)| (s.to_vec(), p.to_vec())),
-                )
-            }));
-            Ok(true)
-        })
-        .unwrap();
-    (rows, end)
 }
 
 #[test]

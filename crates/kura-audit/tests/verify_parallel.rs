@@ -7,11 +7,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use kura_audit::store::{EntryChunk, NewEntry, ScanEnd, StoredEntry};
+mod common;
+
+use common::{chunked, DefaultScan};
+use kura_audit::store::ScanEnd;
 use kura_audit::verify::{verify_store_with, Report, VerifierKey, VerifyOptions};
 use kura_audit::{
-    AuditError, AuditLog, AuditOptions, AuditReader, AuditSink, Event, EventKind, LeafStore,
-    SqliteStore, StoredCheckpoint,
+    AuditLog, AuditOptions, AuditReader, AuditSink, Event, EventKind, LeafStore, SqliteStore,
 };
 
 const N: u64 = 200;
@@ -117,69 +119,6 @@ fn first_bad_index_is_exact_for_any_threads_and_chunk_size() {
     let rep = same_report_everywhere(d.path());
     assert_eq!(rep.entries, 40);
     assert!(rep.tampering.unwrap().1.contains("entry 40 is missing"));
-}
-
-/// A store that keeps every `LeafStore` default, as a new backend would.
-struct DefaultScan(SqliteStore);
-
-impl LeafStore for DefaultScan {
-    fn append(&mut self, entries: &[NewEntry]) -> Result<(), AuditError> {
-        self.0.append(entries)
-    }
-    fn scan(
-        &mut self,
-        from: u64,
-        visit: &mut dyn FnMut(StoredEntry) -> Result<bool, AuditError>,
-    ) -> Result<(), AuditError> {
-        self.0.scan(from, visit)
-    }
-    fn orphan_payloads(&mut self) -> Result<Vec<u64>, AuditError> {
-        self.0.orphan_payloads()
-    }
-    fn entry(&mut self, index: u64) -> Result<Option<StoredEntry>, AuditError> {
-        self.0.entry(index)
-    }
-    fn leaves(&mut self, size: u64) -> Result<Vec<Vec<u8>>, AuditError> {
-        self.0.leaves(size)
-    }
-    fn count(&mut self) -> Result<u64, AuditError> {
-        self.0.count()
-    }
-    fn erase_payload(&mut self, index: u64) -> Result<bool, AuditError> {
-        self.0.erase_payload(index)
-    }
-    fn add_checkpoint(&mut self, c: &StoredCheckpoint) -> Result<(), AuditError> {
-        self.0.add_checkpoint(c)
-    }
-    fn checkpoints(&mut self) -> Result<Vec<StoredCheckpoint>, AuditError> {
-        self.0.checkpoints()
-    }
-    fn latest_checkpoint(&mut self) -> Result<Option<StoredCheckpoint>, AuditError> {
-        self.0.latest_checkpoint()
-    }
-    fn truncate(&mut self, from: u64) -> Result<u64, AuditError> {
-        self.0.truncate(from)
-    }
-}
-
-type Row = (u64, Vec<u8>, Option<(Vec<u8>, Vec<u8>)>);
-
-fn chunked(store: &mut dyn LeafStore, from: u64, chunk_len: usize) -> (Vec<Row>, ScanEnd) {
-    let mut rows = Vec::new();
-    let end = store
-        .scan_chunks(from, chunk_len, &mut |c: EntryChunk| {
-            assert!(c.len() <= chunk_len && !c.is_empty());
-            rows.extend(c.iter().map(|e| {
-                (
-                    e.index,
-                    e.leaf.to_vec(),
-                    e.payload.map(|(s, p)| (s.to_vec(), p.to_vec())),
-                )
-            }));
-            Ok(true)
-        })
-        .unwrap();
-    (rows, end)
 }
 
 #[test]
