@@ -42,28 +42,6 @@ fn setup() -> Setup {
     }
 }
 
-/// The UI's text for `key` in the page's language.
-fn ui_text(chrome: &Chrome, key: &str) -> String {
-    let v = chrome.js(
-        "return globalThis.KURA_I18N[document.documentElement.lang][arguments[0]]",
-        vec![json!(key)],
-    );
-    v.as_str()
-        .unwrap_or_else(|| panic!("no UI text for {key}"))
-        .to_string()
-}
-
-/// How many elements match `css` now.
-fn count(chrome: &Chrome, css: &str) -> u64 {
-    chrome
-        .js(
-            "return document.querySelectorAll(arguments[0]).length",
-            vec![json!(css)],
-        )
-        .as_u64()
-        .unwrap()
-}
-
 /// The fields of one CSV line (RFC 4180 quoting; no field of this table spans lines).
 fn csv_fields(line: &str) -> Vec<String> {
     let (mut fields, mut field, mut quoted) = (Vec::new(), String::new(), false);
@@ -112,17 +90,12 @@ fn open_for_review(server: &TestServer, user: &str, oid: &str, awaiting: &str) -
         "3,000 patients over 47 prefectures leave small cells"
     );
     assert_eq!(
-        count(
-            &chrome,
-            "#review-report .report-table td.report-cell.cell-fail"
-        ),
+        chrome.count("#review-report .report-table td.report-cell.cell-fail"),
         failing,
         "every failing cell is highlighted"
     );
-    let suppressed = count(
-        &chrome,
-        "#review-report .report-table td.report-cell[data-action=\"suppress\"]",
-    );
+    let suppressed =
+        chrome.count("#review-report .report-table td.report-cell[data-action=\"suppress\"]");
     assert!(suppressed > 0, "the protected table suppresses cells");
 
     // The SQL and the context as submitted.
@@ -196,10 +169,10 @@ fn an_output_is_submitted_refused_to_its_author_approved_by_two_checkers_and_dow
     rc.type_into(&rc.wait_for("#ctx-denominators"), DENOMINATORS);
     rc.type_into(&rc.wait_for("#ctx-method"), METHOD);
     rc.click(&rc.wait_for("#ctx-save"));
-    rc.wait_text("#ctx-status", &ui_text(&rc, "ctx.saved"));
+    rc.wait_text("#ctx-status", &rc.ui_text("ctx.saved"));
     rc.click(&rc.wait_for("#output-submit"));
     rc.wait_for(&format!("{panel}[data-state=\"submitted\"]"));
-    rc.wait_text("#output-status", &ui_text(&rc, "airlock.submitted"));
+    rc.wait_text("#output-status", &rc.ui_text("airlock.submitted"));
     rc.wait_gone("#output-error");
     rc.wait_gone("#ctx-save"); // a submitted context is no longer editable
     rc.wait_for(&format!(
@@ -212,7 +185,7 @@ fn an_output_is_submitted_refused_to_its_author_approved_by_two_checkers_and_dow
     rc.click(&rc.wait_for(&format!("{entry}[data-awaiting=\"first_checker\"]")));
     let detail = format!("#review-detail[data-output-id=\"{oid}\"]");
     rc.wait_for(&format!("{detail}[data-state=\"submitted\"]"));
-    rc.wait_text("#vote-note", &ui_text(&rc, "vote.ownOutput"));
+    rc.wait_text("#vote-note", &rc.ui_text("vote.ownOutput"));
     approve(&rc, "Looks fine to me, the author.");
     rc.wait_for("#review-error");
     let code = rc.text(&rc.wait_for("#review-error .error-code"));
@@ -239,8 +212,8 @@ fn an_output_is_submitted_refused_to_its_author_approved_by_two_checkers_and_dow
         "{entry}[data-state=\"submitted\"][data-awaiting=\"first_checker\"]"
     ));
     rc.wait_for("#vote-form");
-    assert_eq!(count(&rc, &format!("{entry} .voted-badge")), 0);
-    assert_eq!(count(&rc, "#review-votes .vote-item"), 0);
+    assert_eq!(rc.count(&format!("{entry} .voted-badge")), 0);
+    assert_eq!(rc.count("#review-votes .vote-item"), 0);
 
     // 3. carol and dave, each in their own browser, review and approve.
     let (carol, suppressed) = open_for_review(&server, "carol", &oid, "first_checker");
@@ -248,21 +221,21 @@ fn an_output_is_submitted_refused_to_its_author_approved_by_two_checkers_and_dow
         &carol,
         "Small cells are suppressed; the SQL matches the context.",
     );
-    carol.wait_text("#review-status", &ui_text(&carol, "vote.done"));
+    carol.wait_text("#review-status", &carol.ui_text("vote.done"));
     carol.wait_for(&format!("{detail}[data-state=\"submitted\"]"));
-    carol.wait_text("#vote-note", &ui_text(&carol, "vote.alreadyVoted"));
+    carol.wait_text("#vote-note", &carol.ui_text("vote.alreadyVoted"));
     carol.wait_gone("#review-error");
     log.extend(carol.take_log());
     drop(carol);
 
     let (dave, _) = open_for_review(&server, "dave", &oid, "second_checker");
     assert_eq!(
-        count(&dave, "#review-votes .vote-item"),
+        dave.count("#review-votes .vote-item"),
         0,
         "dave cannot see carol's vote before his own"
     );
     approve(&dave, "Agreed.");
-    dave.wait_text("#review-status", &ui_text(&dave, "vote.doneReleased"));
+    dave.wait_text("#review-status", &dave.ui_text("vote.doneReleased"));
     dave.wait_for(&format!("{detail}[data-state=\"released\"]"));
     dave.wait_for("#review-state[data-state=\"released\"]");
     dave.wait_gone("#review-error");
@@ -296,7 +269,7 @@ fn an_output_is_submitted_refused_to_its_author_approved_by_two_checkers_and_dow
     rc.wait_for(&format!(
         "#outputs .output-item[data-output-id=\"{oid}\"][data-status=\"released\"]"
     ));
-    rc.wait_text("#output-guide", &ui_text(&rc, "guide.author.released"));
+    rc.wait_text("#output-guide", &rc.ui_text("guide.author.released"));
     let link = rc.wait_for("#output-download");
     let href = rc.property(&link, "href").as_str().unwrap().to_string();
     assert_eq!(

@@ -40,10 +40,6 @@ fn search(chrome: &Chrome, text: &str) {
     );
 }
 
-fn text_of(chrome: &Chrome, css: &str) -> String {
-    chrome.text(&chrome.wait_for(css)).trim().to_string()
-}
-
 #[test]
 fn a_researcher_searches_the_catalog_and_reads_it_in_both_languages() {
     let server = TestServer::start(Setup::default());
@@ -88,7 +84,7 @@ fn a_researcher_searches_the_catalog_and_reads_it_in_both_languages() {
     assert!(short.len() < full.len() && full.starts_with(short.trim_end_matches('…')));
     let manifest_hash = chrome.wait_for(&format!("{snap} .catalog-manifest-hash"));
     assert_eq!(chrome.attribute(&manifest_hash, "title").unwrap().len(), 64);
-    assert!(!text_of(&chrome, &format!("{snap} .catalog-built")).is_empty());
+    assert!(!chrome.text_of(&format!("{snap} .catalog-built")).is_empty());
 
     // Every table with a rounded count; descriptions in Japanese.
     let tables = shown(
@@ -111,12 +107,12 @@ fn a_researcher_searches_the_catalog_and_reads_it_in_both_languages() {
     assert_eq!(rows, ["340"], "341 rows, shown to two significant figures");
     let forms_css = format!("{snap} .catalog-entry-table[data-table=\"nanbyo_forms\"]");
     assert_eq!(
-        text_of(&chrome, &format!("{forms_css} .catalog-table-desc")),
+        chrome.text_of(&format!("{forms_css} .catalog-table-desc")),
         forms["ja"].as_str().unwrap()
     );
     let column_css = format!("{forms_css} .catalog-entry-column[data-column=\"disease_no\"]");
     assert_eq!(
-        text_of(&chrome, &format!("{column_css} .catalog-desc")),
+        chrome.text_of(&format!("{column_css} .catalog-desc")),
         disease_no["ja"].as_str().unwrap()
     );
 
@@ -137,7 +133,7 @@ fn a_researcher_searches_the_catalog_and_reads_it_in_both_languages() {
         ["6"]
     );
     assert_eq!(
-        text_of(&chrome, ".code-disease[data-no=\"6\"] .code-name"),
+        chrome.text_of(".code-disease[data-no=\"6\"] .code-name"),
         "パーキンソン病"
     );
     assert!(shown(&chrome, "#catalog-codes .code-pref", "data-code").is_empty());
@@ -147,7 +143,7 @@ fn a_researcher_searches_the_catalog_and_reads_it_in_both_languages() {
     search(&chrome, "13");
     assert_eq!(shown(&chrome, ".code-pref", "data-code"), ["13"]);
     assert_eq!(
-        text_of(&chrome, ".code-pref[data-code=\"13\"] .code-name"),
+        chrome.text_of(".code-pref[data-code=\"13\"] .code-name"),
         "東京都"
     );
     assert!(shown(&chrome, ".code-disease", "data-no").contains(&"13".to_string()));
@@ -175,23 +171,23 @@ fn a_researcher_searches_the_catalog_and_reads_it_in_both_languages() {
     search(&chrome, "parkinson");
     assert_eq!(shown(&chrome, ".code-disease", "data-no"), ["6"]);
     assert_eq!(
-        text_of(&chrome, ".code-disease[data-no=\"6\"] .code-name"),
+        chrome.text_of(".code-disease[data-no=\"6\"] .code-name"),
         "Parkinson's disease"
     );
     search(&chrome, "disease number");
     assert_eq!(
-        text_of(&chrome, &format!("{column_css} .catalog-desc")),
+        chrome.text_of(&format!("{column_css} .catalog-desc")),
         disease_no["en"].as_str().unwrap()
     );
     search(&chrome, "nanbyo_forms");
     assert_eq!(
-        text_of(&chrome, &format!("{forms_css} .catalog-table-desc")),
+        chrome.text_of(&format!("{forms_css} .catalog-table-desc")),
         forms["en"].as_str().unwrap()
     );
     search(&chrome, "東京");
     assert_eq!(shown(&chrome, ".code-pref", "data-code"), ["13"]);
     assert_eq!(
-        text_of(&chrome, ".code-pref[data-code=\"13\"] .code-name"),
+        chrome.text_of(".code-pref[data-code=\"13\"] .code-name"),
         "Tokyo"
     );
 

@@ -14,27 +14,6 @@ use serde_json::json;
 
 const SLICE: &str = "SELECT count(*) AS n FROM nanbyo_forms WHERE disease_no = ";
 
-fn ui_text(chrome: &Chrome, key: &str) -> String {
-    chrome
-        .js(
-            "return globalThis.KURA_I18N[document.documentElement.lang][arguments[0]]",
-            vec![json!(key)],
-        )
-        .as_str()
-        .unwrap_or_else(|| panic!("no UI text for {key}"))
-        .to_string()
-}
-
-fn count(chrome: &Chrome, css: &str) -> u64 {
-    chrome
-        .js(
-            "return document.querySelectorAll(arguments[0]).length",
-            vec![json!(css)],
-        )
-        .as_u64()
-        .unwrap()
-}
-
 /// Flips one bit of the commitment of stored leaf `index` in the state's `kura.sqlite`.
 fn tamper(server: &TestServer, index: u64) {
     let db = rusqlite::Connection::open(server.state.path().join("kura.sqlite")).unwrap();
@@ -83,7 +62,7 @@ fn a_supervisor_sees_a_differencing_flag_and_verify_now_reports_intact_then_tamp
     let text = chrome.text(&flag);
     assert!(text.contains("21 / 22 / 23 / 24"), "{text}");
     assert!(
-        text.contains(&ui_text(&chrome, "console.flag.differencing")),
+        text.contains(&chrome.ui_text("console.flag.differencing")),
         "{text}"
     );
     let listed: Vec<u64> = chrome
@@ -99,7 +78,7 @@ fn a_supervisor_sees_a_differencing_flag_and_verify_now_reports_intact_then_tamp
     assert_eq!(listed, submitted);
     // The charts are drawn: one bar per day with queries, in p1's colour.
     chrome.wait_for("#usage-chart-queries svg.chart-svg rect.chart-bar.series-0");
-    assert!(count(&chrome, "#usage-chart-exports svg.chart-svg") == 1);
+    assert!(chrome.count("#usage-chart-exports svg.chart-svg") == 1);
 
     // One of the flagged entries, with its payload and a proof the server checked.
     let target = submitted[2];
@@ -142,7 +121,7 @@ fn a_supervisor_sees_a_differencing_flag_and_verify_now_reports_intact_then_tamp
     let result = chrome.wait_for("#audit-verify-result[data-intact=\"true\"]");
     assert!(chrome
         .text(&result)
-        .contains(&ui_text(&chrome, "console.verify.intact")));
+        .contains(&chrome.ui_text("console.verify.intact")));
 
     // Someone changes a stored leaf; verify now reports it and where.
     tamper(&server, target);
@@ -150,21 +129,21 @@ fn a_supervisor_sees_a_differencing_flag_and_verify_now_reports_intact_then_tamp
     let result = chrome.wait_for("#audit-verify-result[data-intact=\"false\"]");
     let said = chrome.text(&result);
     assert!(
-        said.contains(&ui_text(&chrome, "console.verify.tampered"))
+        said.contains(&chrome.ui_text("console.verify.tampered"))
             && said.contains(&format!("#{target}")),
         "{said}"
     );
 
     // Japanese: the console re-renders in the chosen language.
     chrome.click(&chrome.wait_for("#lang-toggle option[value=\"ja\"]"));
-    chrome.wait_text("#nav-console", &ui_text(&chrome, "console.nav"));
+    chrome.wait_text("#nav-console", &chrome.ui_text("console.nav"));
     assert_eq!(
         chrome.js("return document.documentElement.lang", vec![]),
         "ja"
     );
     chrome.wait_text(
         "#audit-verify-result .verify-verdict",
-        &ui_text(&chrome, "console.verify.tampered"),
+        &chrome.ui_text("console.verify.tampered"),
     );
     chrome.wait_for(".usage-flag[data-kind=\"differencing\"]");
     log.extend(chrome.take_log());
@@ -174,9 +153,9 @@ fn a_supervisor_sees_a_differencing_flag_and_verify_now_reports_intact_then_tamp
     chrome.sign_in(&server.origin, "alice", PASSWORD);
     assert!(!chrome.displayed(&chrome.find_all("#nav-console")[0]));
     chrome.goto(&format!("{}/#/console", server.origin));
-    chrome.wait_text("#console-error", &ui_text(&chrome, "console.notAllowed"));
-    assert_eq!(count(&chrome, "#audit-entries .audit-entry"), 0);
-    assert_eq!(count(&chrome, ".usage-flag"), 0);
+    chrome.wait_text("#console-error", &chrome.ui_text("console.notAllowed"));
+    assert_eq!(chrome.count("#audit-entries .audit-entry"), 0);
+    assert_eq!(chrome.count(".usage-flag"), 0);
     log.extend(chrome.take_log());
     assert!(
         problems(&log).is_empty(),

@@ -49,21 +49,6 @@ fn setup() -> Setup {
     }
 }
 
-/// The UI's text for `key` in the page's language.
-fn ui_text(chrome: &Chrome, key: &str) -> String {
-    let v = chrome.js(
-        "return globalThis.KURA_I18N[document.documentElement.lang][arguments[0]]",
-        vec![json!(key)],
-    );
-    v.as_str()
-        .unwrap_or_else(|| panic!("no UI text for {key}"))
-        .to_string()
-}
-
-fn text_of(chrome: &Chrome, css: &str) -> String {
-    chrome.text(&chrome.wait_for(css)).trim().to_string()
-}
-
 fn wait_state(chrome: &Chrome, state: &str) {
     chrome.wait_js(
         &format!("the explorer in state {state:?}"),
@@ -359,12 +344,12 @@ fn a_researcher_explores_feasibility_and_stages_a_view() {
     assert_eq!(status, 422, "{refusal}");
     assert_eq!(refusal["error"]["code"], "kura.explorer.unavailable");
     assert_eq!(
-        text_of(&chrome, "#explorer-error .error-code"),
+        chrome.text_of("#explorer-error .error-code"),
         "kura.explorer.unavailable"
     );
-    let message = text_of(&chrome, "#explorer-error .error-message");
+    let message = chrome.text_of("#explorer-error .error-message");
     assert!(
-        message.starts_with(&ui_text(&chrome, "explorer.error.unavailable"))
+        message.starts_with(&chrome.ui_text("explorer.error.unavailable"))
             && message.contains(refusal["error"]["message"].as_str().unwrap()),
         "{message}"
     );
@@ -395,8 +380,8 @@ fn a_researcher_explores_feasibility_and_stages_a_view() {
         Some(form["fields"]["diseases"].as_array().unwrap().len() as u64)
     );
     assert_eq!(
-        text_of(&chrome, "#explorer-submit"),
-        ui_text(&chrome, "explorer.submit")
+        chrome.text_of("#explorer-submit"),
+        chrome.ui_text("explorer.submit")
     );
 
     // One disease, found by its number.
@@ -439,21 +424,17 @@ fn a_researcher_explores_feasibility_and_stages_a_view() {
         check_view(&chrome, view, &result[view]);
     }
     assert_eq!(
-        text_of(
-            &chrome,
-            ".explorer-view[data-view=\"by_prefecture\"] .detail-head h3"
-        ),
-        ui_text(&chrome, "explorer.view.by_prefecture")
+        chrome.text_of(".explorer-view[data-view=\"by_prefecture\"] .detail-head h3"),
+        chrome.ui_text("explorer.view.by_prefecture")
     );
     assert_eq!(
-        text_of(
-            &chrome,
-            ".explorer-table[data-view=\"by_prefecture\"] tr[data-x=\"13\"] th"
-        ),
+        chrome.text_of(".explorer-table[data-view=\"by_prefecture\"] tr[data-x=\"13\"] th"),
         "東京都"
     );
-    assert!(text_of(&chrome, "#explorer-summary").contains(result["rule_pack"].as_str().unwrap()));
-    assert!(!text_of(&chrome, "#explorer-method p").is_empty());
+    assert!(chrome
+        .text_of("#explorer-summary")
+        .contains(result["rule_pack"].as_str().unwrap()));
+    assert!(!chrome.text_of("#explorer-method p").is_empty());
 
     // Stage the prefecture view with a title typed into the page's own small form.
     let query_id = chrome
@@ -506,12 +487,9 @@ fn a_researcher_explores_feasibility_and_stages_a_view() {
     // English: the page's labels and the API's category labels.
     chrome.click(&chrome.wait_for("#lang-toggle option[value=\"en\"]"));
     chrome.wait_for("#view-explorer[data-lang=\"en\"]");
-    assert_eq!(text_of(&chrome, "#explorer-submit"), "Show counts");
+    assert_eq!(chrome.text_of("#explorer-submit"), "Show counts");
     assert_eq!(
-        text_of(
-            &chrome,
-            ".explorer-view[data-view=\"by_prefecture\"] .detail-head h3"
-        ),
+        chrome.text_of(".explorer-view[data-view=\"by_prefecture\"] .detail-head h3"),
         "Patients by prefecture"
     );
     let tokyo = form["fields"]["prefectures"]
@@ -521,10 +499,7 @@ fn a_researcher_explores_feasibility_and_stages_a_view() {
         .find(|p| p["key"] == "13")
         .unwrap();
     assert_eq!(
-        text_of(
-            &chrome,
-            ".explorer-table[data-view=\"by_prefecture\"] tr[data-x=\"13\"] th"
-        ),
+        chrome.text_of(".explorer-table[data-view=\"by_prefecture\"] tr[data-x=\"13\"] th"),
         tokyo["en"].as_str().unwrap()
     );
     check_view(&chrome, "by_prefecture", &result["by_prefecture"]);

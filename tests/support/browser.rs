@@ -375,6 +375,32 @@ impl Chrome {
         v.as_str().unwrap_or_default().to_string()
     }
 
+    /// The trimmed text of the first element matching `css`, once it exists.
+    pub fn text_of(&self, css: &str) -> String {
+        self.text(&self.wait_for(css)).trim().to_string()
+    }
+
+    /// How many elements match `css` now.
+    pub fn count(&self, css: &str) -> u64 {
+        self.js(
+            "return document.querySelectorAll(arguments[0]).length",
+            vec![json!(css)],
+        )
+        .as_u64()
+        .unwrap_or_else(|| panic!("counting {css} gave no number"))
+    }
+
+    /// The UI's text for `key` in the page's language (`globalThis.KURA_I18N`).
+    pub fn ui_text(&self, key: &str) -> String {
+        self.js(
+            "return globalThis.KURA_I18N[document.documentElement.lang][arguments[0]]",
+            vec![json!(key)],
+        )
+        .as_str()
+        .unwrap_or_else(|| panic!("no UI text for {key}"))
+        .to_string()
+    }
+
     /// A DOM property of an element (`value`, `disabled`, `dataset`, ...).
     pub fn property(&self, e: &Element, name: &str) -> Value {
         self.must("GET", &format!("/element/{}/property/{name}", e.id), None)
