@@ -20,7 +20,7 @@ use kura_explorer::{Catalog, Explorer, ExplorerError, Feasibility, RawView, View
 use kura_query::arrow::record_batch::RecordBatch;
 use kura_query::{CancelHandle, QueryOutcome};
 use kura_sdc::CheckContext;
-use kura_store::{Project, QueryRecord, QueryStatus};
+use kura_store::{Project, QueryStatus};
 use serde_json::{json, Value};
 
 use crate::access::{authorize, visible_project};
@@ -28,7 +28,9 @@ use crate::error::ApiError;
 use crate::explorer::{missing_columns, protected_batch};
 use crate::results;
 use crate::routes::catalog::codes::code_lists;
-use crate::routes::queries::{execute, new_uuid, query_error, scope_of};
+use crate::routes::queries::{
+    execute, new_uuid, query_error, record_running, scope_of, snapshot_of,
+};
 use crate::session::Caller;
 use crate::snapshots::SnapshotInfo;
 use crate::state::AppState;
@@ -61,11 +63,7 @@ async fn prepare(
             ),
         });
     }
-    let shared = app.clone();
-    let name = project.snapshot.clone();
-    let snapshot = tokio::task::spawn_blocking(move || shared.snapshots.get(&name))
-        .await
-        .map_err(|e| ApiError::Internal(format!("snapshot task: {e}")))??;
+    let snapshot = snapshot_of(app, &project).await?;
     let slot = app.explorers.slot(snapshot.sha256());
     let explorer = slot
         .get_or_try_init(|| read_catalog(app, caller, &project, &snapshot))
@@ -340,25 +338,20 @@ impl Run<'_> {
             let qid = new_uuid()?;
             let view_started = Instant::now();
             unfinished.push(qid.clone());
-            app.store.insert_query(&QueryRecord {
-                id: qid.clone(),
-                project: project.id.clone(),
-                user: caller.id().to_string(),
-                sql: format!(
+            record_running(
+                app,
+                caller,
+                project,
+                snapshot,
+                &qid,
+                format!(
                     "-- explorer run {run_id}, view {}: the kept result holds only the published \
-                     cells (perturbed, rule pack {})\n{}",
+                 cells (perturbed, rule pack {})\n{}",
                     q.view.name(),
                     explorer.pack().name,
                     q.sql
                 ),
-                status: QueryStatus::Running,
-                row_count: None,
-                duration_ms: None,
-                result_sha256: None,
-                snapshot_sha256: snapshot.sha256().to_string(),
-                error: None,
-                started_at: caller.now,
-            })?;
+            )?;
             let outcome = execute(
                 app,
                 caller,

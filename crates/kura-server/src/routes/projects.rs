@@ -256,11 +256,7 @@ pub async fn catalog(
     Path(pid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (p, _) = visible_project(&app, &caller, &pid).await?;
-    let shared = app.clone();
-    let name = p.snapshot.clone();
-    let info = tokio::task::spawn_blocking(move || shared.snapshots.get(&name))
-        .await
-        .map_err(|e| ApiError::Internal(format!("snapshot task: {e}")))??;
+    let info = crate::routes::queries::snapshot_of(&app, &p).await?;
     let tables: Vec<Value> = info
         .manifest
         .tables

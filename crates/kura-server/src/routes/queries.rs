@@ -92,24 +92,8 @@ pub async fn run(
         }
         None => new_uuid()?,
     };
-    let shared = app.clone();
-    let name = project.snapshot.clone();
-    let snapshot = tokio::task::spawn_blocking(move || shared.snapshots.get(&name))
-        .await
-        .map_err(|e| ApiError::Internal(format!("snapshot task: {e}")))??;
-    app.store.insert_query(&QueryRecord {
-        id: id.clone(),
-        project: project.id.clone(),
-        user: caller.id().to_string(),
-        sql: body.sql.clone(),
-        status: QueryStatus::Running,
-        row_count: None,
-        duration_ms: None,
-        result_sha256: None,
-        snapshot_sha256: snapshot.sha256().to_string(),
-        error: None,
-        started_at: caller.now,
-    })?;
+    let snapshot = snapshot_of(&app, &project).await?;
+    record_running(&app, &caller, &project, &snapshot, &id, body.sql.clone())?;
     let cancel = CancelHandle::default();
     app.running().insert(
         id.clone(),
@@ -175,6 +159,44 @@ pub async fn run(
     )
     .await?;
     Ok((StatusCode::OK, Json(body)).into_response())
+}
+
+/// The project's verified snapshot (hashed against its manifest on first use, off the async
+/// threads).
+pub(crate) async fn snapshot_of(
+    app: &AppState,
+    project: &kura_store::Project,
+) -> Result<Arc<SnapshotInfo>, ApiError> {
+    let shared = app.clone();
+    let name = project.snapshot.clone();
+    tokio::task::spawn_blocking(move || shared.snapshots.get(&name))
+        .await
+        .map_err(|e| ApiError::Internal(format!("snapshot task: {e}")))?
+}
+
+/// Records query `id` as running (the history shows it at once; it is finished later).
+pub(crate) fn record_running(
+    app: &AppState,
+    caller: &Caller,
+    project: &kura_store::Project,
+    snapshot: &SnapshotInfo,
+    id: &str,
+    sql: String,
+) -> Result<(), ApiError> {
+    app.store.insert_query(&QueryRecord {
+        id: id.to_string(),
+        project: project.id.clone(),
+        user: caller.id().to_string(),
+        sql,
+        status: QueryStatus::Running,
+        row_count: None,
+        duration_ms: None,
+        result_sha256: None,
+        snapshot_sha256: snapshot.sha256().to_string(),
+        error: None,
+        started_at: caller.now,
+    })?;
+    Ok(())
 }
 
 /// The sandbox scope of a project's grant.
