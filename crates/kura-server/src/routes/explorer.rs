@@ -346,7 +346,7 @@ impl Run<'_> {
                 &qid,
                 format!(
                     "-- explorer run {run_id}, view {}: the kept result holds only the published \
-                 cells (perturbed, rule pack {})\n{}",
+                     cells (perturbed, rule pack {})\n{}",
                     q.view.name(),
                     explorer.pack().name,
                     q.sql
