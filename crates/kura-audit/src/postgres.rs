@@ -20,9 +20,7 @@ use postgres::types::{ToSql, Type};
 use postgres::{Client, Config, NoTls, Row};
 
 use crate::merkle::{leaf_hash, Hash};
-use crate::store::{
-    EntryChunk, LeafStore, NewEntry, ScanEnd, StoredCheckpoint, StoredEntry, StoredPayload,
-};
+use crate::store::{EntryChunk, LeafStore, NewEntry, ScanEnd, StoredCheckpoint, StoredEntry};
 use crate::AuditError;
 
 pub(crate) use shared::PgSequencer;
@@ -288,17 +286,12 @@ impl PgStore {
 }
 
 fn row_entry(r: &Row) -> Result<StoredEntry, postgres::Error> {
-    let idx: i64 = r.try_get(0)?;
-    let salt: Option<Vec<u8>> = r.try_get(2)?;
-    let payload: Option<String> = r.try_get(3)?;
-    Ok(StoredEntry {
-        index: idx as u64,
-        leaf: r.try_get(1)?,
-        payload: match (salt, payload) {
-            (Some(salt), Some(payload)) => Some(StoredPayload { salt, payload }),
-            _ => None,
-        },
-    })
+    Ok(StoredEntry::from_columns(
+        r.try_get(0)?,
+        r.try_get(1)?,
+        r.try_get(2)?,
+        r.try_get(3)?,
+    ))
 }
 
 fn row_checkpoint(r: &Row) -> Result<StoredCheckpoint, postgres::Error> {

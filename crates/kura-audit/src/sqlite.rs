@@ -7,9 +7,7 @@ use std::time::Duration;
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use crate::store::{
-    EntryChunk, LeafStore, NewEntry, ScanEnd, StoredCheckpoint, StoredEntry, StoredPayload,
-};
+use crate::store::{EntryChunk, LeafStore, NewEntry, ScanEnd, StoredCheckpoint, StoredEntry};
 use crate::AuditError;
 
 pub const DB_FILE: &str = "kura.sqlite";
@@ -112,17 +110,12 @@ fn to_i64(v: u64) -> i64 {
 }
 
 fn row_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEntry> {
-    let idx: i64 = r.get(0)?;
-    let salt: Option<Vec<u8>> = r.get(2)?;
-    let payload: Option<String> = r.get(3)?;
-    Ok(StoredEntry {
-        index: idx as u64,
-        leaf: r.get(1)?,
-        payload: match (salt, payload) {
-            (Some(salt), Some(payload)) => Some(StoredPayload { salt, payload }),
-            _ => None,
-        },
-    })
+    Ok(StoredEntry::from_columns(
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+    ))
 }
 
 /// The bytes of a BLOB or TEXT column. Any other type can only come from tampering (the writer

@@ -23,6 +23,26 @@ pub struct StoredEntry {
     pub payload: Option<StoredPayload>,
 }
 
+impl StoredEntry {
+    /// From a row of either backend: index, leaf, and the payload columns (both NULL once
+    /// erased; a half-erased pair reads as erased).
+    pub fn from_columns(
+        index: i64,
+        leaf: Vec<u8>,
+        salt: Option<Vec<u8>>,
+        payload: Option<String>,
+    ) -> StoredEntry {
+        StoredEntry {
+            index: index as u64,
+            leaf,
+            payload: match (salt, payload) {
+                (Some(salt), Some(payload)) => Some(StoredPayload { salt, payload }),
+                _ => None,
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct StoredPayload {
     pub salt: Vec<u8>,
