@@ -16,6 +16,9 @@ pub enum ExplorerError {
     /// The catalog (closed lists taken from the snapshot) is unusable.
     #[error("catalog: {0}")]
     Catalog(String),
+    /// The rows read for the in-memory index are not what the export statement returns.
+    #[error("explorer index: {0}")]
+    Index(String),
     /// The rows handed back for a view do not match the SQL this crate generated for it: the
     /// engine or the wiring is wrong, so nothing is shown.
     #[error("view {view}: {message}")]

@@ -1,13 +1,17 @@
 //! The trial-feasibility explorer's domain logic (docs/explorer.md): no HTTP, no DuckDB.
 //!
 //! Flow, as the server drives it:
-//! 1. [`Explorer::validate`]: the form ([`Feasibility`], JSON) against closed lists -> [`Filters`].
-//! 2. [`Explorer::queries`]: three SQL texts ([`ViewQuery`]), run by the server through the
-//!    audited sandbox engine; each returns unprotected per-cell counts, institution counts and
-//!    contributor fingerprints, which stay in the server.
-//! 3. [`Explorer::protect`]: the rows back ([`RawView`]) -> perturbed (cell-key method,
-//!    [`cellkey`]) and suppressed (kura-sdc's rule pack, default `japan-rare-disease`)
-//!    [`ExplorerResult`]: chart series and a protected CSV per view.
+//! 1. Once per snapshot: the rows of [`index::export_sql`], read through the audited sandbox
+//!    engine, into an [`IndexBuilder`] -> [`ExplorerIndex`] (the forms' columns the views read,
+//!    in memory); its [`ExplorerIndex::catalog`] (treatment names, fiscal years) -> [`Explorer`].
+//! 2. [`Explorer::validate`]: the form ([`Feasibility`], JSON) against closed lists -> [`Filters`].
+//! 3. [`ExplorerIndex::raw_views`]: per view the unprotected per-cell counts, institution counts
+//!    and contributor fingerprints ([`RawView`]), which stay in the server. They are exactly
+//!    the rows of the views' SQL ([`Explorer::queries`], [`ViewQuery`]), which defines them and
+//!    which the tests run through DuckDB to check the index.
+//! 4. [`Explorer::protect`]: the rows -> perturbed (cell-key method, [`cellkey`]) and
+//!    suppressed (kura-sdc's rule pack, default `japan-rare-disease`) [`ExplorerResult`]:
+//!    chart series and a protected CSV per view.
 //!
 //! Invariant: nothing this crate returns to be shown carries an unperturbed count, an
 //! institution count, a fingerprint or a cell key.
@@ -15,6 +19,7 @@
 pub mod catalog;
 pub mod cellkey;
 pub mod error;
+pub mod index;
 mod protect;
 pub mod query;
 pub mod request;
@@ -24,6 +29,7 @@ pub mod rows;
 pub use catalog::{Catalog, Region};
 pub use cellkey::{CellKey, CellKeySecret, RecordHash};
 pub use error::ExplorerError;
+pub use index::{ExplorerIndex, IndexBuilder, IndexRow};
 pub use query::{View, ViewQuery};
 pub use request::{Feasibility, Filters};
 pub use result::{ExplorerResult, Label, Series, Shown, ViewResult};
@@ -70,6 +76,11 @@ impl Explorer {
 
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// How record values are derived from research_ids (the index export must use the same).
+    pub fn record_hash(&self) -> RecordHash {
+        self.hash
     }
 
     pub fn pack(&self) -> &RulePack {

@@ -180,7 +180,7 @@ pub fn conditions(f: &Filters) -> Vec<String> {
 
 /// The per-patient record value as a SQL expression (mirrored by
 /// [`crate::cellkey::record_value`]): the first 15 hex digits (60 bits) of the hash.
-fn record_value_sql(hash: RecordHash) -> &'static str {
+pub(crate) fn record_value_sql(hash: RecordHash) -> &'static str {
     match hash {
         RecordHash::Sha256 => "CAST('0x' || substr(sha256(research_id), 1, 15) AS BIGINT)",
         RecordHash::ResearchIdPrefix => "CAST('0x' || substr(research_id, 1, 15) AS BIGINT)",

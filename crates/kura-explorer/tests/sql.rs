@@ -13,9 +13,9 @@ use std::collections::BTreeSet;
 use kura_explorer::catalog::{AGE_BANDS, DIAGNOSIS_CATEGORIES, PREFECTURES, SEVERITIES};
 use kura_explorer::cellkey::FINGERPRINT_MODULUS;
 use kura_explorer::query::{conditions, queries, view_sql};
-use kura_explorer::{Catalog, Feasibility, Filters, RecordHash, Region, View};
-use serde_json::{json, Map, Value};
-use support::{literals, Literal, Rng};
+use kura_explorer::{Catalog, Feasibility, Filters, RecordHash, View};
+use serde_json::json;
+use support::{literals, random_request, Literal, Rng};
 
 const HOSTILE_NAME: &str = "x'); DROP TABLE nanbyo_forms; SELECT ('";
 
@@ -37,58 +37,6 @@ fn catalog() -> Catalog {
 
 /// The SQL's own string constants (not from any request).
 const STRUCTURAL: [&str; 8] = ["TOTAL", "unknown", "", "0x", "1", "2", "3-4", "5+"];
-
-fn random_request(rng: &mut Rng, cat: &Catalog) -> Value {
-    let mut r = Map::new();
-    let mut some = |rng: &mut Rng, key: &str, pool: Vec<Value>| {
-        if rng.below(2) == 0 {
-            let n = 1 + rng.below(4);
-            let v: Vec<Value> = (0..n).map(|_| rng.pick(&pool).clone()).collect();
-            r.insert(key.to_string(), Value::Array(v));
-        }
-    };
-    some(rng, "diseases", (1..=341).map(|n| json!(n)).collect());
-    some(
-        rng,
-        "severity",
-        SEVERITIES.iter().map(|s| json!(s.0)).collect(),
-    );
-    some(
-        rng,
-        "age_bands",
-        AGE_BANDS.iter().map(|s| json!(s)).collect(),
-    );
-    some(rng, "sex", vec![json!("male"), json!("female")]);
-    some(
-        rng,
-        "prefectures",
-        PREFECTURES.iter().map(|p| json!(p.code)).collect(),
-    );
-    some(
-        rng,
-        "regions",
-        Region::ALL.iter().map(|r| json!(r.key())).collect(),
-    );
-    some(
-        rng,
-        "diagnosis_category",
-        DIAGNOSIS_CATEGORIES.iter().map(|s| json!(s)).collect(),
-    );
-    some(
-        rng,
-        "treatments",
-        cat.treatments().iter().map(|s| json!(s)).collect(),
-    );
-    some(
-        rng,
-        "fiscal_years",
-        cat.fiscal_years().iter().map(|y| json!(y)).collect(),
-    );
-    if rng.below(3) == 0 {
-        r.insert("ventilator".into(), json!(rng.below(2) == 0));
-    }
-    Value::Object(r)
-}
 
 /// The SQL with every literal (string or number) replaced by `?`, lists collapsed to one `?`.
 fn skeleton(sql: &str) -> String {

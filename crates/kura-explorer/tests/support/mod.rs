@@ -6,9 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kura_explorer::catalog::SEXES;
+use kura_explorer::catalog::{AGE_BANDS, DIAGNOSIS_CATEGORIES, PREFECTURES, SEVERITIES, SEXES};
 use kura_explorer::cellkey::{combine, record_value};
-use kura_explorer::{Catalog, Filters, RawRow, RawView, RecordHash, View};
+use kura_explorer::{Catalog, Filters, RawRow, RawView, RecordHash, Region, View};
+use serde_json::{json, Map, Value};
 
 /// One row of `nanbyo_forms` with the treatment names of `nanbyo_treatments`.
 #[derive(Debug, Clone, PartialEq)]
@@ -317,4 +318,57 @@ pub fn filters(v: serde_json::Value) -> Filters {
         .unwrap()
         .validate(&catalog())
         .unwrap()
+}
+
+/// A random request: each field filtered with probability 1/2, with 1-4 values of its list.
+pub fn random_request(rng: &mut Rng, cat: &Catalog) -> Value {
+    let mut r = Map::new();
+    let mut some = |rng: &mut Rng, key: &str, pool: Vec<Value>| {
+        if rng.below(2) == 0 {
+            let n = 1 + rng.below(4);
+            let v: Vec<Value> = (0..n).map(|_| rng.pick(&pool).clone()).collect();
+            r.insert(key.to_string(), Value::Array(v));
+        }
+    };
+    some(rng, "diseases", (1..=341).map(|n| json!(n)).collect());
+    some(
+        rng,
+        "severity",
+        SEVERITIES.iter().map(|s| json!(s.0)).collect(),
+    );
+    some(
+        rng,
+        "age_bands",
+        AGE_BANDS.iter().map(|s| json!(s)).collect(),
+    );
+    some(rng, "sex", vec![json!("male"), json!("female")]);
+    some(
+        rng,
+        "prefectures",
+        PREFECTURES.iter().map(|p| json!(p.code)).collect(),
+    );
+    some(
+        rng,
+        "regions",
+        Region::ALL.iter().map(|r| json!(r.key())).collect(),
+    );
+    some(
+        rng,
+        "diagnosis_category",
+        DIAGNOSIS_CATEGORIES.iter().map(|s| json!(s)).collect(),
+    );
+    some(
+        rng,
+        "treatments",
+        cat.treatments().iter().map(|s| json!(s)).collect(),
+    );
+    some(
+        rng,
+        "fiscal_years",
+        cat.fiscal_years().iter().map(|y| json!(y)).collect(),
+    );
+    if rng.below(3) == 0 {
+        r.insert("ventilator".into(), json!(rng.below(2) == 0));
+    }
+    Value::Object(r)
 }
