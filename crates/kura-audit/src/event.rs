@@ -29,6 +29,8 @@ pub enum EventKind {
     OutputDownloaded,
     /// Someone ran the full verification of the log from the console (and what it found).
     AuditVerified,
+    /// A trial-feasibility explorer run: its filters, before its numbers are computed.
+    ExplorerRun,
 }
 
 impl EventKind {
@@ -50,6 +52,7 @@ impl EventKind {
         EventKind::AccessDenied,
         EventKind::OutputDownloaded,
         EventKind::AuditVerified,
+        EventKind::ExplorerRun,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +74,7 @@ impl EventKind {
             EventKind::AccessDenied => "access.denied",
             EventKind::OutputDownloaded => "output.downloaded",
             EventKind::AuditVerified => "audit.verified",
+            EventKind::ExplorerRun => "explorer.run",
         }
     }
 

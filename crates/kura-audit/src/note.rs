@@ -89,15 +89,33 @@ impl LogKey {
                     path: path.to_path_buf(),
                     source: e,
                 };
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
-                    .map_err(io)?;
-                f.write_all(key.private_text().as_bytes()).map_err(io)?;
-                f.sync_all().map_err(io)?;
-                Ok(key)
+                // Written whole to a temporary file, then linked: a process starting at the
+                // same moment sees no key or the complete one, and the first link wins.
+                let mut tag = [0u8; 8];
+                getrandom::fill(&mut tag).map_err(|e| AuditError::Key {
+                    path: path.to_path_buf(),
+                    why: format!("no randomness: {e}"),
+                })?;
+                let tmp = path.with_extension(format!("tmp-{}", hex(&tag)));
+                let written = (|| {
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&tmp)?;
+                    f.write_all(key.private_text().as_bytes())?;
+                    f.sync_all()?;
+                    std::fs::hard_link(&tmp, path)
+                })();
+                let _ = std::fs::remove_file(&tmp);
+                match written {
+                    Ok(()) => Ok(key),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let text = std::fs::read_to_string(path).map_err(io)?;
+                        LogKey::from_text(path, &text, name)
+                    }
+                    Err(e) => Err(io(e)),
+                }
             }
             Err(e) => Err(AuditError::Io {
                 path: path.to_path_buf(),
@@ -223,4 +241,37 @@ pub fn receipt(leaf: &[u8], index: u64, proof: &[Hash], checkpoint: &str) -> Str
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn processes_creating_the_key_at_once_agree_on_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit-signing.key");
+        let keys: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        LogKey::load_or_create(&path, "kura.test/audit")
+                            .unwrap()
+                            .verifier_key()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
+        let files: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(files, vec![std::ffi::OsString::from("audit-signing.key")]);
+        let again = LogKey::load_or_create(&path, "kura.test/audit").unwrap();
+        assert_eq!(again.verifier_key(), keys[0]);
+    }
 }
