@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{parse_ts, ts, Store, StoreError};
-use kura_sql::{args, int, Row};
+use kura_sql::{args, int, Row, Sql};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -114,36 +114,13 @@ fn output_record(r: &Row) -> Result<OutputRecord, StoreError> {
 impl Store {
     /// Records a query as running; a second query with the same id is a conflict.
     pub fn insert_query(&self, q: &QueryRecord) -> Result<(), StoreError> {
-        let started_at = ts(q.started_at);
-        let n = self.run(|c| {
-            Ok(c.execute(
-                &format!(
-                    "INSERT INTO ctl_queries ({QUERY_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                     ON CONFLICT (id) DO NOTHING"
-                ),
-                args![
-                    &q.id,
-                    &q.project,
-                    &q.user,
-                    &q.sql,
-                    q.status.as_str(),
-                    q.row_count.map(int),
-                    q.duration_ms.map(int),
-                    &q.result_sha256,
-                    &q.snapshot_sha256,
-                    &q.error,
-                    &started_at
-                ],
-            )?)
-        })?;
-        if n == 0 {
-            return Err(StoreError::Conflict {
-                what: "query",
-                id: q.id.clone(),
-            });
-        }
-        Ok(())
+        self.run(|c| insert_one(c, q))
+    }
+
+    /// Records several queries in one transaction (one commit): all of them, or none when one
+    /// id is taken (a conflict naming it).
+    pub fn insert_queries(&self, queries: &[QueryRecord]) -> Result<(), StoreError> {
+        self.transaction(|c| queries.iter().try_for_each(|q| insert_one(c, q)))
     }
 
     /// Records how a running query ended. Only a running query can end, once: when two
@@ -271,4 +248,34 @@ impl Store {
         .map(output_record)
         .collect()
     }
+}
+
+fn insert_one(c: &mut dyn Sql, q: &QueryRecord) -> Result<(), StoreError> {
+    let n = c.execute(
+        &format!(
+            "INSERT INTO ctl_queries ({QUERY_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (id) DO NOTHING"
+        ),
+        args![
+            &q.id,
+            &q.project,
+            &q.user,
+            &q.sql,
+            q.status.as_str(),
+            q.row_count.map(int),
+            q.duration_ms.map(int),
+            &q.result_sha256,
+            &q.snapshot_sha256,
+            &q.error,
+            &ts(q.started_at)
+        ],
+    )?;
+    if n == 0 {
+        return Err(StoreError::Conflict {
+            what: "query",
+            id: q.id.clone(),
+        });
+    }
+    Ok(())
 }

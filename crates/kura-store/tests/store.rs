@@ -295,6 +295,35 @@ fn query_history_is_per_user_and_project_newest_first(f: &Fixture) {
     assert!(s.outputs("p2").unwrap().is_empty());
 }
 
+fn several_queries_are_recorded_together_or_not_at_all(f: &Fixture) {
+    let s = f.open();
+    let q = |id: &str| QueryRecord {
+        id: id.into(),
+        project: "p1".into(),
+        user: "alice".into(),
+        sql: format!("SELECT '{id}'"),
+        status: QueryStatus::Completed,
+        row_count: Some(3),
+        duration_ms: Some(4),
+        result_sha256: Some("cafe".into()),
+        snapshot_sha256: "ab".into(),
+        error: None,
+        started_at: t0(),
+    };
+    s.insert_queries(&[q("a"), q("b"), q("c")]).unwrap();
+    assert_eq!(s.queries("p1", "alice", 10).unwrap().len(), 3);
+    assert_eq!(s.query("p1", "b").unwrap().unwrap(), q("b"));
+    // "b" is taken: neither "d" before it nor "e" after it is kept.
+    let e = s.insert_queries(&[q("d"), q("b"), q("e")]).unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Conflict { id, .. } if id == "b"),
+        "{e}"
+    );
+    assert!(s.query("p1", "d").unwrap().is_none());
+    assert!(s.query("p1", "e").unwrap().is_none());
+    assert_eq!(s.queries("p1", "alice", 10).unwrap().len(), 3);
+}
+
 fn a_new_password_ends_the_sessions_and_only_local_accounts_have_one(f: &Fixture) {
     let s = f.open();
     account(&s, "alice");
@@ -425,6 +454,7 @@ on_both!(
     oidc_accounts_never_take_over_local_ones,
     projects_validate_and_members_round_trip,
     query_history_is_per_user_and_project_newest_first,
+    several_queries_are_recorded_together_or_not_at_all,
     a_new_password_ends_the_sessions_and_only_local_accounts_have_one,
     a_query_ends_once_and_unknown_queries_cannot_end,
     sessions_start_only_for_enabled_accounts,
