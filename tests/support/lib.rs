@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod browser;
+pub mod cluster;
 pub mod oidc;
 pub mod server;
 
@@ -30,10 +31,12 @@ pub fn kura_bin() -> PathBuf {
     bin
 }
 
-/// Runs `kura` with the given arguments and returns its output.
+/// Runs `kura` with the given arguments and returns its output. The caller's
+/// `KURA_DATABASE_URL` is not passed on: a test names its database itself.
 pub fn kura(args: &[&str]) -> Output {
     Command::new(kura_bin())
         .args(args)
+        .env_remove("KURA_DATABASE_URL")
         .output()
         .unwrap_or_else(|e| panic!("cannot run kura: {e}"))
 }

@@ -105,6 +105,9 @@ pub struct Setup {
     pub config: String,
     /// Port on 127.0.0.1 (0: any free port).
     pub port: u16,
+    /// `database_url`: accounts, projects, airlock and audit log in this PostgreSQL (several
+    /// nodes, `cluster.rs`); None: SQLite in the state directory.
+    pub database_url: Option<String>,
 }
 
 impl Default for Setup {
@@ -129,6 +132,7 @@ impl Default for Setup {
             ],
             config: String::new(),
             port: 0,
+            database_url: None,
         }
     }
 }
@@ -188,72 +192,8 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(setup: Setup) -> TestServer {
-        let state = tempfile::tempdir().unwrap();
-        let snaps = state.path().join("snapshots");
-        std::fs::create_dir_all(&snaps).unwrap();
-        for f in ["demo.duckdb", "demo.duckdb.manifest.json"] {
-            std::fs::copy(snapshot_dir().join(f), snaps.join(f)).unwrap();
-        }
-        let store = kura_store::Store::open(state.path()).unwrap();
-        let hash = kura_identity::password::hash_password(PASSWORD).unwrap();
-        for (id, roles) in &setup.accounts {
-            let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
-            store
-                .create_account(
-                    &kura_store::NewAccount {
-                        id,
-                        name: &format!("Test {id}"),
-                        roles: &roles,
-                        password_hash: &hash,
-                    },
-                    Utc::now(),
-                )
-                .unwrap();
-        }
-        for p in &setup.projects {
-            store.create_project(p).unwrap();
-        }
-        for (p, user, role, expires) in &setup.members {
-            let m = kura_store::Member {
-                user: user.to_string(),
-                role: role.to_string(),
-                expires: *expires,
-            };
-            store.set_member(p, &m).unwrap();
-        }
-        drop(store);
-        let config = state.path().join("kura.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "state_dir = \".\"\nlisten = \"127.0.0.1:{}\"\n{}\n",
-                setup.port, setup.config
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new(kura_bin())
-            .args(["serve", "--config", config.to_str().unwrap()])
-            .env("KURA_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(origin) = line.strip_prefix("kura: serving ") {
-                    let _ = tx.send(origin.to_string());
-                }
-            }
-        });
-        let origin = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(o) => o,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("kura serve did not start within 60 s (see its stderr above)");
-            }
-        };
+        let (state, config) = prepare_state(&setup);
+        let (child, origin) = spawn_serve(&config, &[]);
         TestServer {
             origin,
             state,
@@ -261,21 +201,145 @@ impl TestServer {
         }
     }
 
+    /// Serves a state directory that already holds everything, its `kura.toml` included (one
+    /// restored from a backup).
+    pub fn serve(state: tempfile::TempDir) -> TestServer {
+        let (child, origin) = spawn_serve(&state.path().join("kura.toml"), &[]);
+        TestServer {
+            origin,
+            state,
+            child: Some(child),
+        }
+    }
+}
+
+/// A state directory with the test snapshot, the setup's accounts, projects and members (in
+/// its SQLite file, or in `setup.database_url`), and `kura.toml`; returns it and the config.
+pub fn prepare_state(setup: &Setup) -> (tempfile::TempDir, PathBuf) {
+    let state = tempfile::tempdir().unwrap();
+    let snaps = state.path().join("snapshots");
+    std::fs::create_dir_all(&snaps).unwrap();
+    for f in ["demo.duckdb", "demo.duckdb.manifest.json"] {
+        std::fs::copy(snapshot_dir().join(f), snaps.join(f)).unwrap();
+    }
+    let store = kura_store::Store::open_at(&kura_store::StoreLocation::from_config(
+        state.path(),
+        setup.database_url.as_deref(),
+    ))
+    .unwrap();
+    let hash = kura_identity::password::hash_password(PASSWORD).unwrap();
+    for (id, roles) in &setup.accounts {
+        let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+        store
+            .create_account(
+                &kura_store::NewAccount {
+                    id,
+                    name: &format!("Test {id}"),
+                    roles: &roles,
+                    password_hash: &hash,
+                },
+                Utc::now(),
+            )
+            .unwrap();
+    }
+    for p in &setup.projects {
+        store.create_project(p).unwrap();
+    }
+    for (p, user, role, expires) in &setup.members {
+        let m = kura_store::Member {
+            user: user.to_string(),
+            role: role.to_string(),
+            expires: *expires,
+        };
+        store.set_member(p, &m).unwrap();
+    }
+    drop(store);
+    let config = state.path().join("kura.toml");
+    let database = match &setup.database_url {
+        Some(url) => format!("database_url = \"{url}\"\n"),
+        None => String::new(),
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \".\"\nlisten = \"127.0.0.1:{}\"\n{database}{}\n",
+            setup.port, setup.config
+        ),
+    )
+    .unwrap();
+    (state, config)
+}
+
+/// Starts `kura serve --config CONFIG EXTRA..` and waits for its ready line; returns the
+/// process and the origin it serves.
+pub fn spawn_serve(config: &Path, extra: &[&str]) -> (Child, String) {
+    let mut child = Command::new(kura_bin())
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .args(extra)
+        .env("KURA_LOG", "warn")
+        .env_remove("KURA_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(origin) = line.strip_prefix("kura: serving ") {
+                let _ = tx.send(origin.to_string());
+            }
+        }
+    });
+    let origin = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(o) => o,
+        Err(_) => {
+            let _ = child.kill();
+            panic!("kura serve did not start within 60 s (see its stderr above)");
+        }
+    };
+    (child, origin)
+}
+
+/// A client with its own cookie jar that trusts only the certificate of the server(s) on
+/// `state` (nodes sharing a state directory serve the same one).
+pub fn https_client(state: &Path) -> reqwest::blocking::Client {
+    let pem = std::fs::read(state.join("tls/cert.pem")).unwrap();
+    reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .tls_built_in_root_certs(false)
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+/// Sends SIGTERM and waits (at most 60 s) for the process to end.
+pub fn stop_child(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("kura serve did not stop within 60 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl TestServer {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.origin)
     }
 
     /// A client with its own cookie jar that trusts only this server's certificate.
     pub fn client(&self) -> reqwest::blocking::Client {
-        let pem = std::fs::read(self.state.path().join("tls/cert.pem")).unwrap();
-        reqwest::blocking::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-            .tls_built_in_root_certs(false)
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(120))
-            .build()
-            .unwrap()
+        https_client(self.state.path())
     }
 
     /// Signs in with a local account.
@@ -333,20 +397,7 @@ impl TestServer {
 
     /// Stops with SIGTERM (graceful) and returns the exit status.
     pub fn stop(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().unwrap();
-        let pid = child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("kura serve did not stop within 60 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        stop_child(&mut self.child.take().unwrap())
     }
 }
 
@@ -388,15 +439,19 @@ pub struct Browser {
 
 impl Browser {
     pub fn login(&self, user: &str, password: &str) -> (u16, Value) {
+        self.try_login(user, password).unwrap()
+    }
+
+    /// `login`, with a transport error (a node that died) as Err.
+    pub fn try_login(&self, user: &str, password: &str) -> reqwest::Result<(u16, Value)> {
         let r = self
             .client
             .post(format!("{}/api/v1/session", self.origin))
             .header("origin", &self.origin)
             .header("x-kura-csrf", "login")
             .json(&json!({"username": user, "password": password}))
-            .send()
-            .unwrap();
-        answer(r)
+            .send()?;
+        Ok(answer(r))
     }
 
     pub fn get(&self, path: &str) -> (u16, Value) {
@@ -410,6 +465,16 @@ impl Browser {
 
     /// A state-changing request with this session's CSRF token and our Origin.
     pub fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.try_send(method, path, body).unwrap()
+    }
+
+    /// `send` (or a GET), with a transport error (a node that died) as Err.
+    pub fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> reqwest::Result<(u16, Value)> {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut rb = self
             .client
@@ -419,7 +484,7 @@ impl Browser {
         if let Some(b) = body {
             rb = rb.json(&b);
         }
-        answer(rb.send().unwrap())
+        Ok(answer(rb.send()?))
     }
 
     pub fn post(&self, path: &str, body: Value) -> (u16, Value) {

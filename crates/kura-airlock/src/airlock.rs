@@ -151,6 +151,12 @@ impl Airlock {
         self.reviews_where(None, Some(state))
     }
 
+    /// How many reviews are in each state (every state, zeros included): one grouped count,
+    /// cheap enough for a metrics scrape.
+    pub fn review_counts(&self) -> Result<Vec<(State, u64)>, AirlockError> {
+        self.db.read(reviews::review_counts)
+    }
+
     fn reviews_where(
         &self,
         project: Option<&str>,

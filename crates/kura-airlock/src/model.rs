@@ -40,18 +40,19 @@ impl State {
         }
     }
 
+    /// Every state, in workflow order.
+    pub const ALL: [State; 7] = [
+        State::Draft,
+        State::Submitted,
+        State::ChangesRequested,
+        State::Rejected,
+        State::Approved,
+        State::Released,
+        State::Withdrawn,
+    ];
+
     pub fn parse(s: &str) -> Option<State> {
-        [
-            State::Draft,
-            State::Submitted,
-            State::ChangesRequested,
-            State::Rejected,
-            State::Approved,
-            State::Released,
-            State::Withdrawn,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
+        State::ALL.into_iter().find(|st| st.as_str() == s)
     }
 }
 

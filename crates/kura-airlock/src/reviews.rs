@@ -285,6 +285,26 @@ pub(crate) fn save_review(
     Ok(())
 }
 
+/// Reviews per state, every state listed (zero when none).
+pub(crate) fn review_counts(c: &mut dyn Sql) -> Result<Vec<(State, u64)>, AirlockError> {
+    let rows = c.query(
+        "SELECT state, COUNT(*) FROM airlock_reviews GROUP BY state",
+        args![],
+    )?;
+    let mut counts: Vec<(State, u64)> = State::ALL.iter().map(|s| (*s, 0)).collect();
+    for r in &rows {
+        let text = r.text(0)?;
+        let state = State::parse(&text).ok_or(AirlockError::Corrupt {
+            what: "review state",
+            why: text,
+        })?;
+        if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == state) {
+            slot.1 = r.count(1)?;
+        }
+    }
+    Ok(counts)
+}
+
 /// Output ids of reviews, newest first: of one project, or (None) in one state.
 pub(crate) fn review_ids(
     c: &mut dyn Sql,

@@ -130,10 +130,34 @@ fn the_airlock_names_its_database(f: Fixture) {
     }
 }
 
+/// The review counts a metrics scrape reads: every state listed, each review in its state.
+fn reviews_are_counted_by_state(f: Fixture) {
+    let count = |state: State| {
+        f.airlock
+            .review_counts()
+            .unwrap()
+            .into_iter()
+            .find(|(s, _)| *s == state)
+            .map(|(_, n)| n)
+    };
+    assert_eq!(f.airlock.review_counts().unwrap().len(), State::ALL.len());
+    assert_eq!(count(State::Submitted), Some(0));
+    f.submitted("out-a", &passing_table(), &[]);
+    f.submitted("out-b", &passing_table(), &[]);
+    let sha = write_output(f.state(), "out-c", &passing_table());
+    f.airlock
+        .open_review(staged("out-c", &sha, "SELECT ..."), AUTHOR, t(1))
+        .unwrap();
+    assert_eq!(count(State::Submitted), Some(2));
+    assert_eq!(count(State::Draft), Some(1));
+    assert_eq!(count(State::Released), Some(0));
+}
+
 on_both!(
     the_ledger_keeps_cells_exactly_and_in_order,
     works_from_inside_an_async_runtime,
     the_airlock_names_its_database,
+    reviews_are_counted_by_state,
 );
 
 /// Nothing listens on port 1: the start fails with what to check, never with the password.

@@ -207,8 +207,11 @@ impl PgStore {
                 "{msg} (is PostgreSQL running there, and does the URL name the right user and database?)"
             ))
         })?;
+        // `client_min_messages`: the tables' `CREATE .. IF NOT EXISTS` would otherwise log a
+        // NOTICE per existing table at every node's start.
         let mut settings = format!(
-            "SET idle_in_transaction_session_timeout = {}; SET lock_timeout = {};",
+            "SET idle_in_transaction_session_timeout = {}; SET lock_timeout = {}; \
+             SET client_min_messages = warning;",
             self.session.idle_in_transaction.as_millis().max(1),
             LOCK_TIMEOUT.as_millis()
         );

@@ -1,4 +1,5 @@
-//! The HTTPS benchmarks: `kura bench server` here, `kura bench explorer` in [`explorer`]; the
+//! The HTTPS benchmarks: `kura bench server` here, `kura bench explorer` in [`explorer`],
+//! `kura bench load` (a soak over several nodes on PostgreSQL) in [`soak`]; the
 //! state directory and the in-process server they share are in `setup`, the signed-in clients
 //! and the statistics in `load`.
 //!
@@ -19,6 +20,7 @@ pub mod explorer;
 mod load;
 mod report;
 mod setup;
+pub mod soak;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

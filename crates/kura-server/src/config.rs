@@ -13,17 +13,29 @@ use crate::error::ConfigError;
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Holds `kura.sqlite` (control plane and audit log), `snapshots/`, `results/`, `outputs/`,
-    /// `tls/` and the keys.
+    /// `tls/` and the keys. Nodes sharing a `database_url` share this directory too.
     pub state_dir: PathBuf,
+    /// `postgres://user@host:port/db`: the control plane, the airlock's tables and the audit log
+    /// in one PostgreSQL database that several nodes share. Absent or empty: SQLite
+    /// (`<state>/kura.sqlite`), one node. `KURA_DATABASE_URL` overrides it (`kura serve`).
+    pub database_url: Option<String>,
+    pub audit: AuditConfig,
     pub listen: SocketAddr,
     /// The origin browsers use (`https://host:port`); defaults to `https://<listen>`. Used for
     /// the Origin check and the OpenID redirect URL.
     pub public_url: Option<url::Url>,
+    /// Reverse proxies (CIDR blocks or addresses) whose `X-Forwarded-For` gives the client's
+    /// address for the sign-in limit and audit entries (`client_addr.rs`); empty: the TCP peer.
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
     pub tls: TlsConfig,
     pub session: SessionConfig,
     pub signin: SigninConfig,
     pub query: QueryConfig,
     pub explorer: ExplorerConfig,
+    /// The Prometheus listener (`docs/server.md#metrics`); off when absent.
+    pub metrics: MetricsConfig,
+    /// Trace export (`docs/server.md#traces`).
+    pub telemetry: TelemetryConfig,
     pub oidc: Option<OidcSection>,
     /// Directory with `kura.cedarschema` and `*.cedar`; default: the policies built into the
     /// binary (the repository's `policies/authz/`).
@@ -121,11 +133,37 @@ impl QueryConfig {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` is served, in plain HTTP and without authentication, for
+    /// Prometheus on a private network (e.g. `127.0.0.1:9464`); never the researchers' port.
+    /// Absent: no metrics listener.
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Base URL of an OTLP/HTTP collector (e.g. `http://127.0.0.1:4318`); spans are posted to
+    /// `<otlp_endpoint>/v1/traces`. Absent: `OTEL_EXPORTER_OTLP_ENDPOINT`, else no export.
+    pub otlp_endpoint: Option<url::Url>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ExplorerConfig {
     /// The trial-feasibility explorer's secret (at least 32 bytes): it keys the cell-key
     /// perturbation, so it must stay the same for as long as the snapshots are served (a new key
     /// gives every cell fresh noise that can be averaged with the old) and be the same on every
     /// node. Default `<state>/keys/explorer.key`, created with 32 random bytes on first start.
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// The audit log's signing key (PostgreSQL only): every node needs a copy of the same
+    /// file. Default `<state>/audit-signing.key`, created by the first node of an empty log.
+    /// A SQLite log always keeps its key there.
     pub key_file: Option<PathBuf>,
 }
 
@@ -159,13 +197,18 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             state_dir: PathBuf::from("state"),
+            database_url: None,
+            audit: AuditConfig::default(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             public_url: None,
+            trusted_proxies: crate::client_addr::TrustedProxies::default(),
             tls: TlsConfig::default(),
             session: SessionConfig::default(),
             signin: SigninConfig::default(),
             query: QueryConfig::default(),
             explorer: ExplorerConfig::default(),
+            metrics: MetricsConfig::default(),
+            telemetry: TelemetryConfig::default(),
             oidc: None,
             authz_policies: None,
             local_accounts: true,
@@ -203,6 +246,9 @@ impl ServerConfig {
         if let Some(p) = config.explorer.key_file.as_mut() {
             rebase(p);
         }
+        if let Some(p) = config.audit.key_file.as_mut() {
+            rebase(p);
+        }
         config.check()?;
         Ok(config)
     }
@@ -235,6 +281,26 @@ impl ServerConfig {
                 return bad("public_url", "must be an https:// URL");
             }
         }
+        if let Some(url) = &self.database_url {
+            if let Err(why) = check_database_url(url) {
+                return bad("database_url", &why);
+            }
+        }
+        if let Some(u) = &self.telemetry.otlp_endpoint {
+            if let Err(why) = crate::otlp::check_endpoint(u) {
+                return bad("telemetry.otlp_endpoint", &why);
+            }
+        }
+        if self
+            .metrics
+            .listen
+            .is_some_and(|m| m == self.listen && m.port() != 0)
+        {
+            return bad(
+                "metrics.listen",
+                "must differ from listen: metrics are never served on the HTTPS port",
+            );
+        }
         if !self.local_accounts && self.oidc.is_none() {
             return bad(
                 "oidc",
@@ -252,6 +318,38 @@ impl ServerConfig {
         }
     }
 
+    /// The PostgreSQL URL, or None for SQLite in the state directory (also when empty).
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+    }
+
+    /// Where the control plane lives.
+    pub fn store_location(&self) -> kura_store::StoreLocation {
+        kura_store::StoreLocation::from_config(&self.state_dir, self.database_url())
+    }
+
+    /// Where the audit log lives, with its signing key file.
+    pub fn audit_location(&self) -> kura_audit::AuditLocation {
+        match self.database_url() {
+            None => kura_audit::AuditLocation::State(self.state_dir.clone()),
+            Some(url) => kura_audit::AuditLocation::postgres(
+                url,
+                self.audit
+                    .key_file
+                    .clone()
+                    .unwrap_or_else(|| self.state_dir.join(kura_audit::KEY_FILE)),
+            ),
+        }
+    }
+
+    /// The airlock's settings: its files in the state directory, its tables where the control
+    /// plane's are.
+    pub fn airlock_config(&self) -> kura_airlock::AirlockConfig {
+        kura_airlock::AirlockConfig::new(&self.state_dir).with_database_url(self.database_url())
+    }
+
     /// Where the explorer's secret is read from (and created, for the default path).
     pub fn explorer_key_file(&self) -> PathBuf {
         self.explorer
@@ -265,6 +363,30 @@ impl ServerConfig {
             idle: chrono::Duration::seconds(self.session.idle_seconds),
             absolute: chrono::Duration::seconds(self.session.absolute_seconds),
         }
+    }
+}
+
+/// Refuses a `database_url` that is not a PostgreSQL URL; the reason never repeats the URL
+/// (it may hold a password).
+pub fn check_database_url(url: &str) -> Result<(), String> {
+    let url = url.trim();
+    if url.is_empty() {
+        return Ok(());
+    }
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("postgres" | "postgresql") => Ok(()),
+        Some(other) if other.len() <= 20 && other.chars().all(|c| c.is_ascii_alphanumeric()) => {
+            Err(format!(
+                "{other}:// is not supported: give a PostgreSQL URL \
+                 (postgres://user@host:port/db), or leave it out for SQLite in the state directory"
+            ))
+        }
+        _ => Err(
+            "not a URL: give a PostgreSQL URL (postgres://user@host:port/db), or leave \
+                  it out for SQLite in the state directory"
+                .to_string(),
+        ),
     }
 }
 
@@ -291,6 +413,15 @@ mod tests {
     fn an_empty_file_is_the_embedded_defaults() {
         let c = load("").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.listen.port(), 8443);
+        assert_eq!(
+            c.store_location(),
+            kura_store::StoreLocation::State(c.state_dir.clone()),
+            "SQLite in the state directory unless database_url is set"
+        );
+        assert_eq!(
+            c.audit_location(),
+            kura_audit::AuditLocation::State(c.state_dir.clone())
+        );
         assert_eq!(c.origin(), "https://127.0.0.1:8443");
         assert_eq!(c.query.max_rows_shown, 1000);
         assert!(c.oidc.is_none() && c.local_accounts);
@@ -303,8 +434,24 @@ mod tests {
             ("[session]\nidle_seconds = 0", "session"),
             ("[tls]\ncert = \"a.pem\"", "tls"),
             ("public_url = \"http://x.example\"", "public_url"),
+            ("trusted_proxies = [\"10.0.0/8\"]", "\"10.0.0/8\""),
             ("local_accounts = false", "oidc"),
             ("[query]\nmax_rows_shown = \"many\"", "max_rows_shown"),
+            ("[metrics]\nlisten = \"localhost\"", "listen"),
+            (
+                "listen = \"127.0.0.1:9000\"\n[metrics]\nlisten = \"127.0.0.1:9000\"",
+                "metrics.listen",
+            ),
+            (
+                "[telemetry]\notlp_endpoint = \"grpc://127.0.0.1:4317\"",
+                "otlp_endpoint",
+            ),
+            (
+                "database_url = \"mysql://kura:s3cret@db/kura\"",
+                "database_url",
+            ),
+            ("database_url = \"kura:s3cret@db/kura\"", "database_url"),
+            ("[audit]\nkey = \"k\"", "key"),
         ];
         for (text, field) in cases {
             match load(text) {
@@ -312,5 +459,46 @@ mod tests {
                 Err(e) => assert!(e.to_string().contains(field), "{text:?}: {e}"),
             }
         }
+        let e = load("database_url = \"mysql://kura:s3cret@db/kura\"")
+            .err()
+            .unwrap();
+        assert!(
+            !e.to_string().contains("s3cret"),
+            "the password is never shown: {e}"
+        );
+    }
+
+    #[test]
+    fn database_url_selects_postgres_for_every_store_and_empty_means_sqlite() {
+        let c = load("database_url = \"\"").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.database_url(), None, "empty is SQLite");
+        let c = load(
+            "database_url = \"postgresql://kura@db:5432/kura\"\n[audit]\nkey_file = \"k/audit.key\"",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let url = "postgresql://kura@db:5432/kura";
+        assert_eq!(
+            c.store_location(),
+            kura_store::StoreLocation::Postgres(url.into())
+        );
+        let kura_audit::AuditLocation::Postgres { url: u, key_file } = c.audit_location() else {
+            panic!("{:?}", c.audit_location());
+        };
+        assert_eq!(u, url);
+        assert!(
+            key_file.ends_with("k/audit.key") && key_file.is_absolute(),
+            "relative to the file: {key_file:?}"
+        );
+        assert_eq!(
+            c.airlock_config().database,
+            kura_airlock::AirlockDatabase::Postgres(url.into())
+        );
+        let c =
+            load("database_url = \"postgres://kura@db/kura\"").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.audit_location().key_file(),
+            c.state_dir.join("audit-signing.key"),
+            "the default key file is the state directory's"
+        );
     }
 }

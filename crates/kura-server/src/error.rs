@@ -103,7 +103,12 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!("internal error: {detail}");
         }
-        let body = json!({"error": {"code": self.code(), "message": self.to_string()}});
+        let mut body = json!({"error": {"code": self.code(), "message": self.to_string()}});
+        // The request's id (also in the `x-request-id` header), so a user can quote it and the
+        // operator find the request's log lines.
+        if let Some(id) = crate::telemetry::current_request_id() {
+            body["error"]["request_id"] = serde_json::Value::String(id.to_string());
+        }
         let mut response = (self.status(), axum::Json(body)).into_response();
         if let ApiError::RateLimited { retry_after } = self {
             if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
@@ -219,6 +224,8 @@ pub enum ServeError {
     Airlock(String),
     #[error("{0}")]
     Explorer(String),
+    #[error("starting: {0}")]
+    Start(String),
     #[error("shutting down: {0}")]
     Shutdown(String),
     #[error("cannot listen on {addr}: {source}")]

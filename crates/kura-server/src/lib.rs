@@ -8,9 +8,12 @@
 
 pub mod access;
 pub mod bench;
+pub mod client_addr;
 pub mod config;
 pub mod error;
 pub mod explorer;
+pub mod metrics;
+pub mod otlp;
 mod ratelimit;
 pub mod results;
 pub mod router;
@@ -19,6 +22,7 @@ pub mod serve;
 pub mod session;
 pub mod snapshots;
 pub mod state;
+pub mod telemetry;
 pub mod tls;
 pub mod usage;
 
@@ -49,11 +53,30 @@ where
 }
 
 /// Appends an audit entry and waits until it is durable; an error means the action the
-/// entry describes must not happen.
+/// entry describes must not happen. Timed into `kura_audit_append_duration_seconds` and traced
+/// as a child span of the request (`telemetry.rs`).
 pub async fn audit(app: &state::AppState, event: Event) -> Result<(), ApiError> {
-    app.audit
+    use tracing::Instrument;
+    let kind = event.kind;
+    let payload = if telemetry::kind_counts_payload(kind) {
+        event.payload.clone()
+    } else {
+        serde_json::Value::Null
+    };
+    let started = std::time::Instant::now();
+    let result = app
+        .audit
         .append_async(event)
-        .await
-        .map(|_| ())
-        .map_err(ApiError::audit)
+        .instrument(telemetry::audit_span(metrics::AppendSource::Server))
+        .await;
+    let m = metrics::global();
+    m.audit_append(
+        metrics::AppendSource::Server,
+        result.is_ok(),
+        started.elapsed(),
+    );
+    if result.is_ok() {
+        m.audited(kind, &payload);
+    }
+    result.map(|_| ()).map_err(ApiError::audit)
 }

@@ -1,6 +1,7 @@
 //! Sign-in rate limiting: at most `max_failures` failed attempts per account name and per
-//! client address in a sliding window. Counted in memory; a multi-node deployment limits per
-//! node (a later issue moves it to the shared store).
+//! client address (`client_addr.rs`: behind a trusted proxy, the forwarded one) in a sliding
+//! window. Counted in memory; a multi-node deployment limits per node (a later issue moves it to
+//! the shared store).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;

@@ -1,5 +1,7 @@
-//! The route table and the layers every response passes through: body size limit, security
-//! headers (HSTS, CSP without inline script, frame-ancestors none, no-store), panic catching.
+//! The route table and the layers every response passes through: request id, trace context,
+//! request span and HTTP metrics (`telemetry.rs`), body size limit, security headers (HSTS, CSP
+//! without inline script, frame-ancestors none, no-store), panic catching. `/metrics` is not
+//! here: it has its own listener (`metrics.rs`).
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderValue};
@@ -153,6 +155,9 @@ pub fn router(app: AppState) -> Router {
         .fallback(service::not_found)
         .layer(middleware::from_fn(security_headers))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Outermost: it sees the matched route and every answer, and the request id it sets
+        // is on every log line of the request.
+        .layer(middleware::from_fn(crate::telemetry::trace_requests))
         .with_state(app)
 }
 

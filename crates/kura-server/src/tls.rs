@@ -1,5 +1,7 @@
 //! TLS: the configured certificate and key, or a self-signed certificate generated once under
-//! `<state>/tls/` (for the listen address and `localhost`) when none is configured. rustls
+//! `<state>/tls/` (for the listen address and `localhost`) when none is configured; nodes
+//! starting together on one shared state directory take a lock so that one of them generates
+//! it and the others serve the same pair. rustls
 //! runs on the ring provider, installed explicitly (two providers compiled in would panic).
 
 use std::path::{Path, PathBuf};
@@ -30,6 +32,20 @@ pub fn certificate_files(config: &ServerConfig) -> Result<(PathBuf, PathBuf), Se
         move |source| ServeError::Io { path, source }
     };
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    // Several nodes on one state directory: without the lock two of them could each write a
+    // key and a certificate and leave a mismatched pair. Released when `lock` is dropped.
+    let lock_path = dir.join(".generate.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io(&lock_path))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| io(&lock_path)(e.into()))?;
+    if cert.is_file() && key.is_file() {
+        return Ok((cert, key));
+    }
     let mut names = vec!["localhost".to_string(), config.listen.ip().to_string()];
     if let Some(host) = config.public_url.as_ref().and_then(|u| u.host_str()) {
         names.push(host.trim_matches(['[', ']']).to_string());

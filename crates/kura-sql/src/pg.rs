@@ -201,9 +201,11 @@ impl Pg {
     fn connect(&self) -> Result<Client, SqlError> {
         let connected = self.config.connect(NoTls).and_then(|mut client| {
             client
+                // `client_min_messages`: the schema's `CREATE .. IF NOT EXISTS` would otherwise
+                // log a NOTICE per existing table at every start of every node and command.
                 .batch_execute(&format!(
                     "SET lock_timeout = {}; SET idle_in_transaction_session_timeout = {}; \
-                     SET synchronous_commit = on;",
+                     SET synchronous_commit = on; SET client_min_messages = warning;",
                     self.options.lock_timeout.as_millis(),
                     self.options.idle_in_transaction.as_millis()
                 ))

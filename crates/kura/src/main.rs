@@ -20,7 +20,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cmd::init_logging();
+    cmd::init_logging(&cli.command);
     match cmd::run(cli.command) {
         Ok(code) => code,
         Err(err) => {

@@ -10,6 +10,8 @@ mod catalog;
 mod console;
 mod explorer;
 mod oidc;
+mod proxies;
 mod sessions;
 mod startup;
+mod telemetry;
 mod workspace;

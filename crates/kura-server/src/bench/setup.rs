@@ -33,6 +33,19 @@ pub(super) struct State {
 /// Creates (or reuses) the state directory: password file, snapshot `demo` from `source`, the
 /// control-plane store.
 pub(super) fn prepare_state(state: &Path, source: &SnapshotSource) -> Result<State, BenchError> {
+    prepare_state_at(
+        state,
+        source,
+        &kura_store::StoreLocation::State(state.to_path_buf()),
+    )
+}
+
+/// `prepare_state` with the control-plane store at `store` (PostgreSQL for `kura bench load`).
+pub(super) fn prepare_state_at(
+    state: &Path,
+    source: &SnapshotSource,
+    store: &kura_store::StoreLocation,
+) -> Result<State, BenchError> {
     std::fs::create_dir_all(state).map_err(|e| setup_err(&state.display().to_string(), &e))?;
     check_state_dir(state)?;
     let password_file = state.join(PASSWORD_FILE);
@@ -55,7 +68,7 @@ pub(super) fn prepare_state(state: &Path, source: &SnapshotSource) -> Result<Sta
         .iter()
         .map(|t| (t.name.clone(), t.rows))
         .collect();
-    let store = Store::open(state).map_err(|e| setup_err("store", &e))?;
+    let store = Store::open_at(store).map_err(|e| setup_err("store", &e))?;
     Ok(State {
         snapshot,
         rows,

@@ -3,10 +3,10 @@
 //! and used once). Every attempt, failed or not, is audited; a new session id is issued at
 //! every sign-in and the previous session, if any, is ended (no fixation).
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,6 +18,7 @@ use kura_store::Account;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::client_addr::ClientAddr;
 use crate::error::ApiError;
 use crate::session::{
     check_origin, cookie, set_cookie, Caller, CSRF_HEADER, LOGIN_COOKIE, LOGIN_CSRF, SESSION_COOKIE,
@@ -46,7 +47,7 @@ pub struct LocalSignIn {
 
 pub async fn local_sign_in(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     ApiJson(body): ApiJson<LocalSignIn>,
 ) -> Result<Response, ApiError> {
@@ -65,7 +66,7 @@ pub async fn local_sign_in(
         ));
     }
     let user_key = format!("user:{username}");
-    let ip_key = format!("ip:{}", peer.ip());
+    let ip_key = format!("ip:{client}");
     let keys = [user_key.as_str(), ip_key.as_str()];
     // The attempted name is recorded only when it is a well-formed id, so a password typed
     // into the name field is not written to the log.
@@ -76,7 +77,7 @@ pub async fn local_sign_in(
     };
     let failed = |reason: &str| {
         Event::new(EventKind::SignInFailed, actor.clone())
-            .payload(json!({"method": "local", "reason": reason, "address": peer.ip().to_string()}))
+            .payload(json!({"method": "local", "reason": reason, "address": client.to_string()}))
     };
     if let Err(retry_after) = app.limiter.check(&keys, Instant::now()) {
         audit(&app, failed("rate_limited")).await?;
@@ -105,7 +106,7 @@ pub async fn local_sign_in(
         return Err(ApiError::SignInFailed);
     };
     app.limiter.succeeded(&user_key);
-    start_session(&app, &headers, &account, "local", peer)
+    start_session(&app, &headers, &account, "local", client)
         .await
         .map(|(cookie, body)| {
             (StatusCode::OK, [(header::SET_COOKIE, cookie)], Json(body)).into_response()
@@ -119,7 +120,7 @@ async fn start_session(
     headers: &HeaderMap,
     account: &Account,
     method: &str,
-    peer: SocketAddr,
+    client: IpAddr,
 ) -> Result<(axum::http::HeaderValue, serde_json::Value), ApiError> {
     let now = Utc::now();
     if let Some(old) = cookie(headers, SESSION_COOKIE) {
@@ -132,9 +133,7 @@ async fn start_session(
             .create_session(&account.id, app.config.session_limits(), now)?;
     let event = Event::new(EventKind::SignIn, account.id.clone())
         .session(session.id.clone())
-        .payload(
-            json!({"method": method, "roles": account.roles, "address": peer.ip().to_string()}),
-        );
+        .payload(json!({"method": method, "roles": account.roles, "address": client.to_string()}));
     if let Err(e) = audit(app, event).await {
         app.store.end_session(&session.id)?;
         return Err(e);
@@ -187,7 +186,7 @@ pub struct Callback {
 
 pub async fn oidc_callback(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     Query(cb): Query<Callback>,
 ) -> Result<Response, ApiError> {
@@ -201,7 +200,7 @@ pub async fn oidc_callback(
         let clear = clear_login.clone();
         async move {
             let event = Event::new(EventKind::SignInFailed, "-").payload(
-                json!({"method": "oidc", "reason": reason, "address": peer.ip().to_string()}),
+                json!({"method": "oidc", "reason": reason, "address": client.to_string()}),
             );
             audit(&app, event).await?;
             Ok::<Response, ApiError>(
@@ -279,7 +278,7 @@ pub async fn oidc_callback(
         )
         .await;
     }
-    let (session_cookie, _) = start_session(&app, &headers, &account, "oidc", peer).await?;
+    let (session_cookie, _) = start_session(&app, &headers, &account, "oidc", client).await?;
     let mut response = (
         StatusCode::SEE_OTHER,
         [(header::LOCATION, header_value("/#/projects")?)],

@@ -4,7 +4,8 @@
 //!
 //! Everything here reads: each handler is authorized with `read_audit` on the system, which the
 //! policies grant to supervisors and stewards (a refusal is audited as `access.denied`). The
-//! log is read through `AuditReader`, opened per request beside the running writer. A
+//! log is read through `AuditLog::reader` (the running log's own location: the state
+//! directory's SQLite file or the shared PostgreSQL database), opened per request. A
 //! verification is a POST (an action, so CSRF-protected) that changes nothing but is audited
 //! with its result. A caller who is also an output checker never sees the decisions in a review
 //! round that is still open: blind votes stay blind here too.
@@ -15,7 +16,7 @@ use std::time::Instant;
 use axum::extract::{Path, RawQuery, State};
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
-use kura_audit::{AuditError, AuditReader, Event, EventKind, LeafStore, SearchFilter, SearchHit};
+use kura_audit::{AuditError, Event, EventKind, LeafStore, SearchFilter, SearchHit};
 use kura_authz::{Action, Resource, Role};
 use serde_json::{json, Value};
 
@@ -181,9 +182,9 @@ pub async fn entries(
     }
     let before: Option<u64> = number(&p, "before", "an entry index")?;
     let sealed = sealed_outputs(&app, &caller)?;
-    let state_dir = app.config.state_dir.clone();
+    let audit_log = app.audit.clone();
     let (page, matched) = blocking(move || {
-        let mut reader = AuditReader::open(&state_dir)?;
+        let mut reader = audit_log.reader()?;
         // Search visits in index order; keep the newest `limit` below `before`.
         let mut page: VecDeque<SearchHit> = VecDeque::with_capacity(limit + 1);
         let mut matched = 0u64;
@@ -228,10 +229,10 @@ pub async fn entry(
         ))
     })?;
     let sealed = sealed_outputs(&app, &caller)?;
-    let state_dir = app.config.state_dir.clone();
+    let audit_log = app.audit.clone();
     let key = app.audit.verifier_key().to_string();
     let (hit, receipt, checkpoint) = blocking(move || {
-        let mut reader = AuditReader::open(&state_dir)?;
+        let mut reader = audit_log.reader()?;
         let stored = reader
             .store()
             .entry(index)?
@@ -289,8 +290,8 @@ pub async fn checkpoint(
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
     may_read_audit(&app, &caller, "audit:checkpoint").await?;
-    let state_dir = app.config.state_dir.clone();
-    let cp = blocking(move || AuditReader::open(&state_dir)?.latest_checkpoint()).await?;
+    let audit_log = app.audit.clone();
+    let cp = blocking(move || audit_log.reader()?.latest_checkpoint()).await?;
     Ok(Json(json!({
         "checkpoint": cp.as_ref().map(checkpoint_json),
         "verifier_key": app.audit.verifier_key(),
@@ -304,11 +305,11 @@ pub async fn checkpoint(
 pub async fn verify(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     may_read_audit(&app, &caller, "audit:verify").await?;
     let _one_at_a_time = VERIFYING.lock().await;
-    let state_dir = app.config.state_dir.clone();
+    let location = app.audit.location().clone();
     let key = app.audit.verifier_key().to_string();
     let started = Instant::now();
     let report =
-        blocking(move || kura_audit::verify::verify_state(&state_dir, Some(&key), None)).await?;
+        blocking(move || kura_audit::verify::verify_at(&location, Some(&key), None)).await?;
     let ms = started.elapsed().as_millis() as u64;
     let problem = report
         .tampering
@@ -350,9 +351,9 @@ pub async fn usage(
     let until: DateTime<Utc> = caller.now;
     let since = until - Duration::days(days);
     let sealed = sealed_outputs(&app, &caller)?;
-    let state_dir = app.config.state_dir.clone();
+    let audit_log = app.audit.clone();
     let entries = blocking(move || {
-        let mut reader = AuditReader::open(&state_dir)?;
+        let mut reader = audit_log.reader()?;
         let filter = SearchFilter {
             since_micros: Some(since.timestamp_micros()),
             until_micros: Some(until.timestamp_micros()),

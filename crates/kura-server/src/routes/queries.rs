@@ -225,7 +225,17 @@ pub(crate) async fn execute(
     let worker_app = app.clone();
     let user = caller.id().to_string();
     let session = caller.session.id.clone();
-    tokio::task::spawn_blocking(move || {
+    // Metrics and the trace: the run's outcome and time, its audit appends as child spans.
+    let context = crate::telemetry::current();
+    let span = context
+        .as_ref()
+        .map_or_else(tracing::Span::none, |c| c.query_span());
+    let run_span = span.clone();
+    let started = Instant::now();
+    let result = tokio::task::spawn_blocking(move || {
+        let _entered = run_span.enter();
+        let audit =
+            crate::telemetry::MeasuredAudit::new(worker_app.audit.as_ref(), context.as_ref());
         let mut batches = Vec::new();
         let request = QueryRequest {
             sql: &sql,
@@ -239,13 +249,15 @@ pub(crate) async fn execute(
         };
         worker_app
             .engine
-            .run_streaming(&request, worker_app.audit.as_ref(), &cancel, &mut |b| {
-                batches.push(b.clone())
-            })
+            .run_streaming(&request, &audit, &cancel, &mut |b| batches.push(b.clone()))
             .map(|o| (o, batches))
     })
     .await
-    .map_err(|e| ApiError::Internal(format!("query task: {e}")))
+    .map_err(|e| ApiError::Internal(format!("query task: {e}")))?;
+    let outcome = crate::metrics::query_outcome(&result);
+    span.record("outcome", outcome);
+    crate::metrics::global().query(outcome, started.elapsed());
+    Ok(result)
 }
 
 /// Audits that the caller is shown the first rows of a result, then builds the answer.

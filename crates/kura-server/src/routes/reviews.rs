@@ -396,10 +396,11 @@ pub async fn receipt(
     Path((pid, oid)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     visible_review(&app, &caller, &pid, &oid).await?;
-    let state_dir = app.config.state_dir.clone();
+    let audit_log = app.audit.clone();
     let object = format!("output:{oid}");
     let receipt = tokio::task::spawn_blocking(move || -> Result<Option<String>, ApiError> {
-        let mut reader = kura_audit::AuditReader::open(&state_dir)
+        let mut reader = audit_log
+            .reader()
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         let filter = kura_audit::SearchFilter {
             project: Some(pid),

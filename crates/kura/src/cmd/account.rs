@@ -1,7 +1,9 @@
 //! `kura account`: local accounts from the command line, for the first steward of a new
-//! installation (later ones are made in the web UI). Audited like the UI's changes.
+//! installation (later ones are made in the web UI). Audited like the UI's changes. With
+//! `--database-url` they work on the PostgreSQL database the server nodes share, while the
+//! nodes run (the shared audit log takes several writers); on SQLite, with the server stopped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -9,12 +11,16 @@ use clap::Subcommand;
 use kura_audit::{AuditLog, AuditOptions, AuditSink, Event, EventKind};
 use kura_store::{NewAccount, Store};
 
+use super::database::{describe_audit, describe_store, DatabaseArgs};
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Creates a local account and prints its generated password once.
     Create {
         #[arg(long, default_value = "state")]
         state: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
         #[arg(long)]
         id: String,
         #[arg(long)]
@@ -27,6 +33,8 @@ pub enum Command {
     ResetPassword {
         #[arg(long, default_value = "state")]
         state: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
         #[arg(long)]
         id: String,
     },
@@ -34,6 +42,8 @@ pub enum Command {
     Disable {
         #[arg(long, default_value = "state")]
         state: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
         #[arg(long)]
         id: String,
     },
@@ -41,6 +51,8 @@ pub enum Command {
     List {
         #[arg(long, default_value = "state")]
         state: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
     },
 }
 
@@ -50,6 +62,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Create {
             state,
+            db,
             id,
             name,
             roles,
@@ -60,17 +73,17 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             {
                 bail!("unknown role {bad:?}: use researcher, checker, supervisor or steward");
             }
-            let password = create(&state, &id, &name, &roles)?;
+            let password = create(&state, &db, &id, &name, &roles)?;
             println!("created {id}; password (shown once): {password}");
         }
-        Command::ResetPassword { state, id } => {
-            let store = Store::open(&state)?;
+        Command::ResetPassword { state, db, id } => {
+            let (store, at) = open_store(&state, &db)?;
             if !matches!(store.local_credentials(&id)?, Some((_, Some(_)))) {
-                bail!("no local account {id:?} in {}", state.display());
+                bail!("no local account {id:?} in {}", describe_store(&at));
             }
             let password = kura_identity::password::generate_password()?;
             let hash = kura_identity::password::hash_password(&password)?;
-            let audit = AuditLog::open(&state, AuditOptions::default())?;
+            let audit = open_audit(&state, &db)?;
             audit.append(
                 Event::new(EventKind::AdminAction, OPERATOR)
                     .object(format!("account:{id}"))
@@ -80,12 +93,12 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             audit.close()?;
             println!("new password for {id} (shown once): {password}");
         }
-        Command::Disable { state, id } => {
-            let store = Store::open(&state)?;
+        Command::Disable { state, db, id } => {
+            let (store, at) = open_store(&state, &db)?;
             if store.account(&id)?.is_none() {
-                bail!("no account {id:?} in {}", state.display());
+                bail!("no account {id:?} in {}", describe_store(&at));
             }
-            let audit = AuditLog::open(&state, AuditOptions::default())?;
+            let audit = open_audit(&state, &db)?;
             audit.append(
                 Event::new(EventKind::AdminAction, OPERATOR)
                     .object(format!("account:{id}"))
@@ -95,8 +108,8 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             audit.close()?;
             println!("disabled {id}");
         }
-        Command::List { state } => {
-            for a in Store::open(&state)?.accounts()? {
+        Command::List { state, db } => {
+            for a in open_store(&state, &db)?.0.accounts()? {
                 println!(
                     "{}\t{}\t{}\t{}{}",
                     a.id,
@@ -111,21 +124,39 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The control plane where `db` says, and that location (for messages).
+fn open_store(
+    state: &Path,
+    db: &DatabaseArgs,
+) -> anyhow::Result<(Store, kura_store::StoreLocation)> {
+    let at = db.store_location(state)?;
+    let store = Store::open_at(&at)
+        .with_context(|| format!("opening the accounts in {}", describe_store(&at)))?;
+    Ok((store, at))
+}
+
+fn open_audit(state: &Path, db: &DatabaseArgs) -> anyhow::Result<AuditLog> {
+    let at = db.audit_location(state)?;
+    AuditLog::open_at(&at, AuditOptions::default())
+        .with_context(|| format!("opening the audit log in {}", describe_audit(&at)))
+}
+
 /// Creates a local account with a generated password (audited first); returns the password.
 pub fn create(
-    state: &std::path::Path,
+    state: &Path,
+    db: &DatabaseArgs,
     id: &str,
     name: &str,
     roles: &[String],
 ) -> anyhow::Result<String> {
     std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
-    let store = Store::open(state)?;
+    let (store, at) = open_store(state, db)?;
     if store.account(id)?.is_some() {
-        bail!("account {id:?} already exists");
+        bail!("account {id:?} already exists in {}", describe_store(&at));
     }
     let password = kura_identity::password::generate_password()?;
     let hash = kura_identity::password::hash_password(&password)?;
-    let audit = AuditLog::open(state, AuditOptions::default())?;
+    let audit = open_audit(state, db)?;
     audit.append(
         Event::new(EventKind::AdminAction, OPERATOR)
             .object(format!("account:{id}"))

@@ -24,6 +24,8 @@ pub enum Command {
     Server(ServerArgs),
     /// Trial-feasibility explorer requests from N concurrent users against their SQL on DuckDB.
     Explorer(ExplorerArgs),
+    /// A soak at a steady request rate over 1, 2, 3 `kura serve` nodes sharing PostgreSQL.
+    Load(LoadArgs),
 }
 
 #[derive(clap::Args)]
@@ -226,5 +228,70 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Query(a) => super::query::bench(a),
         Command::Server(a) => server(a),
         Command::Explorer(a) => explorer(a),
+        Command::Load(a) => load(a),
     }
+}
+
+#[derive(clap::Args)]
+pub struct LoadArgs {
+    /// The PostgreSQL the nodes share; the run creates a schema of its own there and drops it.
+    #[arg(long, env = super::database::URL_ENV, hide_env_values = true)]
+    database_url: String,
+    /// Node counts, one run each, one after the other.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    nodes: Vec<usize>,
+    /// Seconds of load per node count.
+    #[arg(long, default_value_t = 600)]
+    duration: u64,
+    /// Requests started per second, over all nodes (an open load: late answers do not slow it).
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// Researcher accounts, each with its own session.
+    #[arg(long, default_value_t = 20)]
+    users: usize,
+    /// State directory to use and keep for later runs (default: a temporary one, removed).
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Snapshot to install as `demo` (its manifest beside it); default: build one.
+    #[arg(long)]
+    snapshot: Option<PathBuf>,
+    /// Patients in the synthetic registry the snapshot is built from.
+    #[arg(long, default_value_t = 100_000)]
+    patients: u64,
+    /// Pseudonymisation policy for that build.
+    #[arg(long, default_value = "policies/pseudonymise.toml")]
+    policy: PathBuf,
+    /// Print the report as JSON instead of Markdown.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Exit 1 when any request failed or the audit log does not verify.
+fn load(a: LoadArgs) -> anyhow::Result<ExitCode> {
+    use kura_server::bench::soak;
+    let state = state_dir(&a.state, "load")?;
+    let report = in_state(a.state.is_some(), &state, |_| {
+        let options = soak::Options {
+            state_dir: state.clone(),
+            snapshot: snapshot_source(&state, a.snapshot, a.patients, a.policy)?,
+            database_url: a.database_url.clone(),
+            nodes: a.nodes.clone(),
+            duration: std::time::Duration::from_secs(a.duration.max(1)),
+            rate: a.rate,
+            users: a.users.max(1),
+            kura: std::env::current_exe().context("locating the kura binary")?,
+        };
+        Ok(soak::run(&options)?)
+    })?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", soak::markdown(&report));
+    }
+    let failed = report.runs.iter().any(|r| r.errors > 0) || !report.audit_intact;
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

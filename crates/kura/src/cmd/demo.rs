@@ -12,6 +12,8 @@ use kura_audit::{AuditLog, AuditOptions, AuditSink, Event, EventKind};
 use kura_query::arrow::util::pretty::pretty_format_batches;
 use kura_query::{EngineConfig, ProjectScope, QueryEngine, QueryRequest};
 
+use super::database::{describe_audit, describe_store};
+
 #[derive(clap::Args)]
 pub struct Args {
     /// State directory holding everything the demo builds.
@@ -32,6 +34,10 @@ pub struct Args {
     /// Run the sample queries from the command line and exit instead of serving.
     #[arg(long)]
     no_serve: bool,
+    /// Accounts, projects, airlock and audit log in a shared PostgreSQL instead of the state
+    /// directory's SQLite file.
+    #[command(flatten)]
+    db: super::database::DatabaseArgs,
 }
 
 const DEMO_PROJECT: &str = "demo-feasibility";
@@ -62,8 +68,16 @@ const SAMPLE_QUERIES: &[(&str, &str)] = &[
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.state)
         .with_context(|| format!("creating the state directory {}", args.state.display()))?;
-    let audit = AuditLog::open(&args.state, AuditOptions::default())
-        .with_context(|| format!("opening the audit log in {}", args.state.display()))?;
+    let audit_at = args.db.audit_location(&args.state)?;
+    let store_at = args.db.store_location(&args.state)?;
+    let audit = AuditLog::open_at(&audit_at, AuditOptions::default())
+        .with_context(|| format!("opening the audit log in {}", describe_audit(&audit_at)))?;
+    if args.db.url()?.is_some() {
+        eprintln!(
+            "demo: accounts, projects and the audit log in {}",
+            describe_store(&store_at)
+        );
+    }
 
     let raw = args.state.join("raw");
     if !raw.join(kura_registry::NANBYO_FORMS).exists() {
@@ -121,14 +135,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
 
-    seed_accounts_and_projects(&args.state, &audit)?;
+    seed_accounts_and_projects(&args.state, &store_at, &audit)?;
     if !args.no_serve {
         audit.close()?;
-        let config = kura_server::ServerConfig {
+        let mut config = kura_server::ServerConfig {
             state_dir: args.state.clone(),
             listen: args.listen,
             ..kura_server::ServerConfig::default()
         };
+        args.db.apply(&mut config)?;
         println!(
             "\nOpen https://{} (self-signed certificate: accept it once).",
             args.listen
@@ -163,9 +178,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     audit.close()?;
 
-    let report = kura_audit::verify::verify_state(&args.state, None, None)?;
+    let report = kura_audit::verify::verify_at(&audit_at, None, None)?;
     println!(
-        "\naudit log: {} entries, {} signed checkpoints, {}",
+        "\naudit log ({}): {} entries, {} signed checkpoints, {}",
+        describe_audit(&audit_at),
         report.entries,
         report.checkpoints,
         if report.intact() {
@@ -182,10 +198,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|_| "kura".to_string());
     let state = args.state.display();
     let snap = snapshot.display();
+    // The URL may hold a password: the hint names the variable, never the value.
+    let db = if args.db.url()?.is_some() {
+        format!(" --database-url \"${}\"", super::database::URL_ENV)
+    } else {
+        String::new()
+    };
     println!("\nTry next:");
-    println!("  {kura} query --state {state} --snapshot {snap} --project {DEMO_PROJECT} --user you \"SELECT count(*) FROM nanbyo_forms\"");
-    println!("  {kura} audit search --state {state}");
-    println!("  {kura} audit verify --state {state}");
+    println!("  {kura} query --state {state}{db} --snapshot {snap} --project {DEMO_PROJECT} --user you \"SELECT count(*) FROM nanbyo_forms\"");
+    println!("  {kura} audit search --state {state}{db}");
+    println!("  {kura} audit verify --state {state}{db}");
     Ok(if report.intact() {
         ExitCode::SUCCESS
     } else {
@@ -224,8 +246,13 @@ const DEMO_ACCOUNTS: &[(&str, &str, &[&str])] = &[
 
 /// Creates the demo accounts and projects that do not exist yet (each creation audited first)
 /// and prints the new accounts' passwords, which are stored only as argon2id hashes.
-fn seed_accounts_and_projects(state: &Path, audit: &AuditLog) -> anyhow::Result<()> {
-    let store = kura_store::Store::open(state)?;
+fn seed_accounts_and_projects(
+    state: &Path,
+    store_at: &kura_store::StoreLocation,
+    audit: &AuditLog,
+) -> anyhow::Result<()> {
+    let store = kura_store::Store::open_at(store_at)
+        .with_context(|| format!("opening the accounts in {}", describe_store(store_at)))?;
     let now = chrono::Utc::now();
     let mut printed = false;
     for (id, name, roles) in DEMO_ACCOUNTS {
@@ -260,8 +287,13 @@ fn seed_accounts_and_projects(state: &Path, audit: &AuditLog) -> anyhow::Result<
     if !printed {
         println!(
             "\nDemo accounts exist already (their passwords were printed by the first run; \
-             `kura account reset-password --state {} --id researcher` prints a new one).",
-            state.display()
+             `kura account reset-password --state {}{} --id researcher` prints a new one).",
+            state.display(),
+            match store_at {
+                kura_store::StoreLocation::State(_) => String::new(),
+                kura_store::StoreLocation::Postgres(_) =>
+                    format!(" --database-url \"${}\"", super::database::URL_ENV),
+            }
         );
     }
     for project in demo_projects(now) {

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod audit;
 pub mod bench;
+pub mod database;
 pub mod demo;
 pub mod query;
 pub mod registry;
@@ -11,6 +12,7 @@ pub mod release;
 pub mod sdc;
 pub mod serve;
 pub mod snapshot;
+pub mod state;
 
 use std::process::ExitCode;
 
@@ -43,6 +45,10 @@ pub enum Command {
     Sdc(sdc::Command),
     /// Run one query through the sandbox, as the server would.
     Query(query::Args),
+    /// Backups of a state directory (backup while the server runs, check, restore) and the keys
+    /// nodes share (keygen).
+    #[command(subcommand)]
+    State(state::Command),
     /// Benchmarks that back the performance claims in docs/benchmarks.md.
     #[command(subcommand)]
     Bench(bench::Command),
@@ -62,17 +68,55 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Sdc(c) => sdc::run(c),
         Command::Release(c) => release::run(c),
         Command::Query(a) => query::run(a),
+        Command::State(c) => state::run(c),
         Command::Bench(c) => bench::run(c),
         Command::SandboxWorker(a) => query::worker(a),
     }
 }
 
-/// Logs go to stderr so that command output on stdout stays machine-readable.
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KURA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+/// Logs go to stderr so that command output on stdout stays machine-readable. `KURA_LOG` is the
+/// filter (default `info`); `KURA_LOG_FORMAT=json` writes one JSON object per line instead of
+/// text (docs/server.md, "Logs, request ids"). Kura's trace spans (target
+/// `kura::trace`) stay on at every level: their fields (request id, trace id) are on every log
+/// line of a request, and the OTLP exporter, inert unless the server configures it, sends them.
+/// Benchmarks leave out the per-request access lines by default (thousands a second).
+pub fn init_logging(command: &Command) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{fmt, EnvFilter};
+
+    let default = match command {
+        Command::Bench(_) => format!("info,{}=warn", kura_server::telemetry::ACCESS_TARGET),
+        _ => "info".to_string(),
+    };
+    let mut filter =
+        EnvFilter::try_from_env("KURA_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    if let Ok(spans) = format!("{}=info", kura_server::telemetry::SPAN_TARGET).parse() {
+        filter = filter.add_directive(spans);
+    }
+    let format = std::env::var("KURA_LOG_FORMAT").unwrap_or_default();
+    let format = format.trim().to_ascii_lowercase();
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(kura_server::otlp::SpanExportLayer);
+    let _ = if format == "json" {
+        registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init()
+    } else {
+        let done = registry
+            .with(fmt::layer().with_writer(std::io::stderr))
+            .try_init();
+        if !format.is_empty() && format != "text" {
+            tracing::warn!("KURA_LOG_FORMAT={format:?} is neither json nor text: logging text");
+        }
+        done
+    };
 }

@@ -52,6 +52,9 @@ pub struct Args {
     /// Run even though the kernel lacks this confinement mechanism (logged as a warning).
     #[arg(long = "allow-missing-sandbox", value_enum)]
     pub allow_missing: Vec<MissingMechanism>,
+    /// The audit log in the PostgreSQL database the server nodes share.
+    #[command(flatten)]
+    pub db: super::database::DatabaseArgs,
     /// The SQL to run.
     pub sql: String,
 }
@@ -93,8 +96,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let engine = QueryEngine::new(config)?;
-    let audit = kura_audit::AuditLog::open(&args.state, kura_audit::AuditOptions::default())
-        .with_context(|| format!("opening the audit log in {}", args.state.display()))?;
+    let audit_at = args.db.audit_location(&args.state)?;
+    let audit = kura_audit::AuditLog::open_at(&audit_at, kura_audit::AuditOptions::default())
+        .with_context(|| {
+            format!(
+                "opening the audit log in {}",
+                super::database::describe_audit(&audit_at)
+            )
+        })?;
     let request = QueryRequest {
         sql: &args.sql,
         project: &scope,

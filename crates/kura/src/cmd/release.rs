@@ -22,6 +22,8 @@ pub enum Command {
     PublicKey {
         #[arg(long, default_value = "state")]
         state: PathBuf,
+        #[command(flatten)]
+        db: super::database::DatabaseArgs,
     },
 }
 
@@ -48,8 +50,8 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Err(e) => Err(e.into()),
         },
-        Command::PublicKey { state } => {
-            let airlock = Airlock::open(AirlockConfig::new(state))?;
+        Command::PublicKey { state, db } => {
+            let airlock = Airlock::open(AirlockConfig::new(&state).with_database_url(db.url()?))?;
             println!("{}", airlock.release_verifier_key()?);
             Ok(ExitCode::SUCCESS)
         }

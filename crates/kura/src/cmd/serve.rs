@@ -19,6 +19,9 @@ pub struct Args {
     /// Overrides `listen` (e.g. 127.0.0.1:8443; port 0 picks a free port).
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Overrides `database_url` and `[audit] key_file`: several nodes share one PostgreSQL.
+    #[command(flatten)]
+    database: super::database::DatabaseArgs,
 }
 
 impl Args {
@@ -33,6 +36,7 @@ impl Args {
         if let Some(listen) = self.listen {
             config.listen = listen;
         }
+        self.database.apply(&mut config)?;
         config.check()?;
         Ok(config)
     }

@@ -1,5 +1,6 @@
 //! `kura audit ...`: verify, checkpoint, public-key, proof, note, search (the benchmark is in
-//! `bench.rs`).
+//! `bench.rs`), on the state directory's SQLite log or, with `--database-url`, on the
+//! PostgreSQL log the server nodes share.
 //! Exit codes of `verify`: 0 intact, 1 tampering, 2 usage or I/O error, 3 fork or rollback.
 
 mod bench;
@@ -10,7 +11,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
-use kura_audit::{AuditLog, AuditOptions, AuditReader, AuditSink, Event, EventKind, SearchFilter};
+use kura_audit::{
+    AuditLocation, AuditLog, AuditOptions, AuditReader, AuditSink, Event, EventKind, SearchFilter,
+};
+
+use super::database::{describe_audit, DatabaseArgs};
 
 pub use bench::{bench, BenchArgs};
 
@@ -20,6 +25,8 @@ pub enum Command {
     Verify {
         #[arg(long)]
         state: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
         /// A checkpoint saved earlier; the log must be an append-only extension of it.
         #[arg(long)]
         trusted_checkpoint: Option<PathBuf>,
@@ -33,16 +40,22 @@ pub enum Command {
     Checkpoint {
         #[arg(long)]
         state: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
     },
     /// Print the verifier key (`name+keyid+base64key`).
     PublicKey {
         #[arg(long)]
         state: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
     },
     /// Print a `c2sp.org/tlog-proof@v1` receipt for one entry.
     Proof {
         #[arg(long)]
         state: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
         #[arg(long)]
         index: u64,
     },
@@ -59,6 +72,8 @@ pub enum Command {
     Note {
         #[arg(long)]
         state: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
         #[arg(long)]
         actor: String,
         text: String,
@@ -67,6 +82,8 @@ pub enum Command {
     Search {
         #[arg(long)]
         state: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
         #[arg(long)]
         actor: Option<String>,
         #[arg(long)]
@@ -101,28 +118,36 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Verify {
             state,
+            db,
             trusted_checkpoint,
             public_key,
             json,
         } => verify(
-            &state,
+            &db.audit_location(&state)?,
             trusted_checkpoint.as_deref(),
             public_key.as_deref(),
             json,
         ),
-        Command::Checkpoint { state } => {
-            let cp = AuditReader::open(&state)?
-                .latest_checkpoint()?
-                .context("the log has no signed checkpoint yet")?;
+        Command::Checkpoint { state, db } => {
+            let at = db.audit_location(&state)?;
+            let cp = open_reader(&at)?.latest_checkpoint()?.with_context(|| {
+                format!(
+                    "the log in {} has no signed checkpoint yet",
+                    describe_audit(&at)
+                )
+            })?;
             print!("{}", cp.note);
             Ok(ExitCode::SUCCESS)
         }
-        Command::PublicKey { state } => {
-            println!("{}", AuditReader::verifier_key(&state)?);
+        Command::PublicKey { state, db } => {
+            println!("{}", db.audit_location(&state)?.verifier_key()?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Proof { state, index } => {
-            print!("{}", AuditReader::open(&state)?.receipt(index)?);
+        Command::Proof { state, db, index } => {
+            print!(
+                "{}",
+                open_reader(&db.audit_location(&state)?)?.receipt(index)?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::VerifyReceipt { file, key } => {
@@ -151,8 +176,15 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Note { state, actor, text } => {
-            let log = AuditLog::open(&state, AuditOptions::default())?;
+        Command::Note {
+            state,
+            db,
+            actor,
+            text,
+        } => {
+            let at = db.audit_location(&state)?;
+            let log = AuditLog::open_at(&at, AuditOptions::default())
+                .with_context(|| format!("opening the audit log in {}", describe_audit(&at)))?;
             let a = log.append(
                 Event::new(EventKind::OperatorNote, actor)
                     .payload(serde_json::json!({ "text": text })),
@@ -163,6 +195,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Search {
             state,
+            db,
             actor,
             project,
             kind,
@@ -178,7 +211,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 until_micros: until.as_deref().map(parse_time).transpose()?,
             };
             let mut out = std::io::stdout().lock();
-            AuditReader::open(&state)?.search(&filter, &mut |hit| {
+            open_reader(&db.audit_location(&state)?)?.search(&filter, &mut |hit| {
                 let line = if json {
                     hit.to_json().to_string()
                 } else {
@@ -210,8 +243,14 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A read-only view of the log; the error says which database it tried.
+fn open_reader(at: &AuditLocation) -> anyhow::Result<AuditReader> {
+    AuditReader::open_at(at)
+        .with_context(|| format!("opening the audit log in {}", describe_audit(at)))
+}
+
 fn verify(
-    state: &Path,
+    at: &AuditLocation,
     trusted: Option<&Path>,
     key: Option<&str>,
     json: bool,
@@ -219,7 +258,8 @@ fn verify(
     let trusted_text = trusted
         .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
         .transpose()?;
-    let report = kura_audit::verify::verify_state(state, key, trusted_text.as_deref())?;
+    let report = kura_audit::verify::verify_at(at, key, trusted_text.as_deref())
+        .with_context(|| format!("verifying the audit log in {}", describe_audit(at)))?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -236,8 +276,11 @@ fn verify(
         }
         if report.intact() {
             println!(
-                "OK: {} entries, {} checkpoints, {} payloads erased",
-                report.entries, report.checkpoints, report.erased_payloads
+                "OK: {} entries, {} checkpoints, {} payloads erased ({})",
+                report.entries,
+                report.checkpoints,
+                report.erased_payloads,
+                describe_audit(at)
             );
         }
     }
