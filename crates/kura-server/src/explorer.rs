@@ -1,15 +1,21 @@
 //! The server's side of the trial-feasibility explorer (docs/explorer.md): the explorer's secret
-//! (`[explorer] key_file`), one [`Explorer`] per snapshot (its catalog read once through the
-//! sandbox), the grant check, and the protected table of a view as the Arrow result a query
-//! record keeps. The HTTP handlers are in `routes/explorer.rs`.
+//! (`[explorer] key_file`), one index and [`Explorer`] per snapshot (the index read once through
+//! the sandbox, its Arrow rows fed to kura-explorer's builder here), the grant check, and the
+//! protected table of a view as the Arrow result a query record keeps. The HTTP handlers are in
+//! `routes/explorer.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use kura_explorer::{query::REQUIRED_COLUMNS, Catalog, Explorer, ExplorerError};
-use kura_query::arrow::array::{ArrayRef, Int64Array, StringArray};
-use kura_query::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use kura_explorer::index::EXPORT_COLUMNS;
+use kura_explorer::{
+    query::REQUIRED_COLUMNS, Explorer, ExplorerError, ExplorerIndex, IndexBuilder, IndexRow,
+    RecordHash,
+};
+use kura_query::arrow::array::{Array, ArrayRef, AsArray, Int64Array, PrimitiveArray, StringArray};
+use kura_query::arrow::compute::cast as arrow_cast;
+use kura_query::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use kura_query::arrow::record_batch::RecordBatch;
 use tokio::sync::OnceCell;
 
@@ -83,36 +89,64 @@ fn parse_key(path: &Path, text: &str) -> Result<Vec<u8>, ExplorerKeyError> {
     }
 }
 
-/// Creates `path` (never overwrites), owner-only, synced.
+/// Creates `path` whole (never overwrites, never visible half-written), owner-only, synced: the
+/// bytes go to a temporary file first, which is then hard-linked to `path`, so a node starting
+/// at the same moment reads either no file or the complete one.
 fn write_new_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random).map_err(|e| std::io::Error::other(format!("random: {e}")))?;
+    let tmp = path.with_extension(format!("tmp-{}", hex::encode(random)));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::hard_link(&tmp, path)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    written?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
-/// One explorer per snapshot (by SHA-256), each built once: its catalog (treatment names,
-/// fiscal years) comes from the immutable snapshot, so it never changes.
+/// The actor of the index export in the audit log: the server itself, not the caller whose
+/// request happened to come first (the rows never reach that caller).
+pub const INDEX_ACTOR: &str = "system:explorer";
+
+/// The explorer of one snapshot: the index of its forms and the explorer built on the index's
+/// catalog.
+pub struct Loaded {
+    pub explorer: Explorer,
+    pub index: ExplorerIndex,
+}
+
+/// One [`Loaded`] explorer per snapshot (by SHA-256), each built once: the snapshot is immutable,
+/// so its index never changes.
 pub struct Explorers {
     key: Vec<u8>,
-    by_snapshot: Mutex<HashMap<String, Arc<OnceCell<Arc<Explorer>>>>>,
+    hash: RecordHash,
+    by_snapshot: Mutex<HashMap<String, Arc<OnceCell<Arc<Loaded>>>>>,
 }
 
 impl Explorers {
     pub fn new(key: Vec<u8>) -> Explorers {
         Explorers {
             key,
+            hash: RecordHash::default(),
             by_snapshot: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The slot of snapshot `sha256`; the caller fills it once with [`Explorers::build`].
-    pub fn slot(&self, sha256: &str) -> Arc<OnceCell<Arc<Explorer>>> {
+    /// The slot of snapshot `sha256`; the caller fills it once with [`read_index`] and
+    /// [`Explorers::build`].
+    pub fn slot(&self, sha256: &str) -> Arc<OnceCell<Arc<Loaded>>> {
         let mut map = match self.by_snapshot.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -120,13 +154,115 @@ impl Explorers {
         map.entry(sha256.to_string()).or_default().clone()
     }
 
-    pub fn build(
-        &self,
-        treatments: Vec<String>,
-        fiscal_years: Vec<u16>,
-    ) -> Result<Explorer, ExplorerError> {
-        Explorer::new(&self.key, Catalog::new(treatments, fiscal_years)?)
+    /// The statement that reads the index (with this deployment's record hash).
+    pub fn export_sql(&self) -> String {
+        kura_explorer::index::export_sql(self.hash)
     }
+
+    pub fn build(&self, index: ExplorerIndex) -> Result<Loaded, ExplorerError> {
+        let explorer = Explorer::new(&self.key, index.catalog()?)?.with_record_hash(self.hash);
+        Ok(Loaded { explorer, index })
+    }
+}
+
+/// Reading the index failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("reading the explorer index through the sandbox: {0}")]
+    Query(#[from] kura_query::QueryError),
+    #[error("{0}")]
+    Rows(#[from] ExplorerError),
+    #[error("explorer index: column {column}: {problem}")]
+    Column {
+        column: &'static str,
+        problem: String,
+    },
+}
+
+/// Limits of the one index export: the whole table comes back, once per snapshot.
+pub fn index_limits(query: kura_query::Limits) -> kura_query::Limits {
+    kura_query::Limits {
+        timeout_ms: query.timeout_ms.max(600_000),
+        max_rows: u64::MAX,
+        max_bytes: u64::MAX,
+        ..query
+    }
+}
+
+/// Feeds the rows of one batch of the export to `builder`.
+pub fn push_batch(builder: &mut IndexBuilder, batch: &RecordBatch) -> Result<(), IndexError> {
+    let names: Vec<&str> = batch
+        .schema_ref()
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    if names != EXPORT_COLUMNS {
+        return Err(IndexError::Column {
+            column: "*",
+            problem: format!("the export returned columns {names:?}, expected {EXPORT_COLUMNS:?}"),
+        });
+    }
+    let cast = |i: usize, to: &DataType| -> Result<ArrayRef, IndexError> {
+        arrow_cast(batch.column(i), to).map_err(|e| IndexError::Column {
+            column: EXPORT_COLUMNS[i],
+            problem: e.to_string(),
+        })
+    };
+    let list_type = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
+    let ints: Vec<ArrayRef> = [0, 1, 2, 3, 4, 9, 10]
+        .iter()
+        .map(|&i| cast(i, &DataType::Int64))
+        .collect::<Result<_, _>>()?;
+    let strs: Vec<ArrayRef> = [5, 6, 7, 8]
+        .iter()
+        .map(|&i| cast(i, &DataType::Utf8))
+        .collect::<Result<_, _>>()?;
+    let treatments = cast(11, &list_type)?;
+    let int = |k: usize| ints[k].as_primitive::<Int64Type>();
+    let text = |k: usize| strs[k].as_string::<i32>();
+    let (patient, record_value, disease, year, sex, vent, inst) =
+        (int(0), int(1), int(2), int(3), int(4), int(5), int(6));
+    let (age, pref, diag, sev) = (text(0), text(1), text(2), text(3));
+    let lists = treatments.as_list::<i32>();
+    let names = lists.values().as_string::<i32>();
+    let offsets = lists.value_offsets();
+    let opt_i = |a: &PrimitiveArray<Int64Type>, r: usize| (!a.is_null(r)).then(|| a.value(r));
+    fn opt_s(a: &StringArray, r: usize) -> Option<&str> {
+        (!a.is_null(r)).then(|| a.value(r))
+    }
+    let unsigned = |column: &'static str, v: Option<i64>| -> Result<u64, IndexError> {
+        v.and_then(|v| u64::try_from(v).ok())
+            .ok_or_else(|| IndexError::Column {
+                column,
+                problem: format!("{v:?} is not a whole number >= 0"),
+            })
+    };
+    for r in 0..batch.num_rows() {
+        let row = IndexRow {
+            patient: unsigned("patient", opt_i(patient, r))?,
+            record_value: unsigned("record_value", opt_i(record_value, r))?,
+            disease_no: opt_i(disease, r),
+            form_year: opt_i(year, r),
+            sex: opt_i(sex, r),
+            age_band: opt_s(age, r),
+            pref_code: opt_s(pref, r),
+            diagnosis_category: opt_s(diag, r),
+            severity: opt_s(sev, r),
+            ventilator: opt_i(vent, r),
+            institution: opt_i(inst, r),
+        };
+        let (a, b) = if lists.is_null(r) {
+            (0, 0)
+        } else {
+            (offsets[r] as usize, offsets[r + 1] as usize)
+        };
+        let given = (a..b)
+            .filter(|&k| !names.is_null(k))
+            .map(|k| names.value(k));
+        builder.push(&row, given)?;
+    }
+    Ok(())
 }
 
 /// The `table.column`s the explorer needs that the grant does not give.
@@ -223,7 +359,6 @@ pub fn protected_batch(csv_text: &str) -> Result<(SchemaRef, RecordBatch), Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kura_query::arrow::array::Array;
 
     #[test]
     fn the_default_key_is_created_once_and_a_configured_one_must_exist() {
@@ -247,6 +382,31 @@ mod tests {
     }
 
     #[test]
+    fn nodes_creating_the_default_key_at_once_agree_on_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keys").join("explorer.key");
+        let keys: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| load_or_create_key(&path, true).expect("key")))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        assert!(keys.iter().all(|k| *k == keys[0]), "one key for all");
+        let left: Vec<_> = std::fs::read_dir(path.parent().expect("dir"))
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(
+            left,
+            vec![std::ffi::OsString::from("explorer.key")],
+            "no temporary files"
+        );
+    }
+
+    #[test]
     fn missing_columns_names_each_one() {
         let mut tables = BTreeMap::new();
         tables.insert("nanbyo_forms".to_string(), vec!["*".to_string()]);
@@ -263,6 +423,86 @@ mod tests {
         let missing = missing_columns(&tables);
         assert_eq!(missing.len(), 11);
         assert!(missing.contains(&"nanbyo_forms.severity".to_string()));
+    }
+
+    /// A batch shaped like DuckDB's answer to the export (integers of several widths, a list).
+    fn export_batch(patients: Vec<i64>, names: Vec<&str>) -> RecordBatch {
+        use kura_query::arrow::array::{Int16Array, Int32Array, ListBuilder, StringBuilder};
+        let n = patients.len();
+        let text = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![Some(v); n])) };
+        let mut lists = ListBuilder::new(StringBuilder::new());
+        for i in 0..n {
+            if i % 2 == 0 {
+                lists.values().append_value("prednisolone");
+                lists.values().append_null();
+                lists.append(true);
+            } else {
+                lists.append(false);
+            }
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(patients)),
+            Arc::new(Int64Array::from(vec![5; n])),
+            Arc::new(Int16Array::from(vec![11; n])),
+            Arc::new(Int32Array::from(vec![2021; n])),
+            Arc::new(Int64Array::from(vec![2; n])),
+            text("40-44"),
+            text("13"),
+            text("definite"),
+            Arc::new(StringArray::from(vec![None::<&str>; n])),
+            Arc::new(Int32Array::from(vec![0; n])),
+            Arc::new(Int64Array::from((1..=n as i64).collect::<Vec<_>>())),
+            Arc::new(lists.finish()),
+        ];
+        let fields: Vec<Field> = names
+            .iter()
+            .zip(&columns)
+            .map(|(name, c)| Field::new(*name, c.data_type().clone(), true))
+            .collect();
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("batch")
+    }
+
+    #[test]
+    fn the_export_rows_feed_the_index() {
+        let mut builder = IndexBuilder::new();
+        push_batch(
+            &mut builder,
+            &export_batch(vec![1, 1, 2], EXPORT_COLUMNS.to_vec()),
+        )
+        .expect("pushed");
+        let index = builder.finish();
+        assert_eq!((index.forms(), index.patients()), (3, 2));
+        let rows = index.raw_views(&kura_explorer::Filters::default());
+        let by_severity = &rows[1].rows;
+        assert_eq!(by_severity[0].dims, ["2021", "TOTAL"]);
+        assert_eq!(by_severity[1].dims, ["2021", "unknown"]);
+        assert_eq!(by_severity[1].patients, 2);
+        // Patient 1 saw institutions 1 and 2, patient 2 institution 3.
+        let by_inst = &rows[2].rows;
+        assert_eq!(by_inst[0].dims, ["1"]);
+        assert_eq!(by_inst[1].dims, ["2"]);
+        assert_eq!(by_inst[2].institutions, 3);
+    }
+
+    #[test]
+    fn an_export_of_another_shape_is_refused() {
+        let mut names = EXPORT_COLUMNS.to_vec();
+        names[0] = "research_id";
+        let e = push_batch(&mut IndexBuilder::new(), &export_batch(vec![1], names))
+            .expect_err("other columns");
+        assert!(e.to_string().contains("research_id"), "{e}");
+        let e = push_batch(
+            &mut IndexBuilder::new(),
+            &export_batch(vec![-1], EXPORT_COLUMNS.to_vec()),
+        )
+        .expect_err("negative patient");
+        assert!(e.to_string().contains("patient"), "{e}");
+        let e = push_batch(
+            &mut IndexBuilder::new(),
+            &export_batch(vec![2, 1], EXPORT_COLUMNS.to_vec()),
+        )
+        .expect_err("out of order");
+        assert!(e.to_string().contains("order"), "{e}");
     }
 
     #[test]

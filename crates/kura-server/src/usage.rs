@@ -10,11 +10,16 @@
 //! - `differencing`: at least [`NEAR_IDENTICAL_MIN`] queries by one user in one project within
 //!   [`WINDOW_MINUTES`] that have the same shape once literals are stripped but different
 //!   literals (`... WHERE disease_no = 11`, `= 12`, ...): slicing a population to recover
-//!   counts that would be suppressed.
+//!   counts that would be suppressed. An explorer run (`explorer.run`) is a query whose shape
+//!   is the set of fields it filters on and whose literals are each field's values.
 //! - `small_groups`: at least [`SMALL_RESULT_MIN`] queries by one user within the window whose
 //!   result had 1 to [`SMALL_RESULT_ROWS`]` - 1` rows (the log keeps row counts, not cell
 //!   values; a one-row aggregate without `GROUP BY` always has one row and is not counted).
-//! - `unusual_hours`: queries submitted between 22:00 and 06:00 JST, one flag per user and night.
+//! - `unusual_hours`: queries (explorer runs included) submitted between 22:00 and 06:00 JST,
+//!   one flag per user and night.
+//!
+//! Queries per project count SQL queries and explorer runs. Queries of the server's own actors
+//! (`system:...`, e.g. the explorer's index export) are neither counted nor flagged.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -54,6 +59,7 @@ pub struct Entry {
 /// The event types the dashboard reads; the caller may drop every other entry.
 pub const KINDS: &[&str] = &[
     "query.submitted",
+    "explorer.run",
     "query.completed",
     "query.refused",
     "export.requested",
@@ -391,7 +397,7 @@ fn count(
     sealed: &BTreeSet<String>,
 ) {
     match e.kind.as_str() {
-        "query.submitted" => {
+        "query.submitted" | "explorer.run" if is_query(e) => {
             let project = e.project.clone().unwrap_or_else(|| "-".into());
             *counts.queries.entry(project).or_default() += 1;
         }
@@ -542,13 +548,60 @@ fn sql_of(e: &Entry) -> Option<&str> {
     str_field(e, "sql")
 }
 
+/// A query a user asked for: SQL, or an explorer run.
+fn is_query(e: &Entry) -> bool {
+    (e.kind == "query.submitted" || e.kind == "explorer.run") && !e.actor.starts_with("system:")
+}
+
+/// The shape of an explorer run: `explorer: ` and the fields it filters on, by name; its
+/// literals: each field's values, comma-separated.
+pub fn explorer_shape(filters: &Value) -> Option<Shape> {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut fields: Vec<(&str, String)> = filters
+        .as_object()?
+        .iter()
+        .filter_map(|(name, value)| {
+            let shown = match value {
+                Value::Null => return None,
+                Value::Array(items) if items.is_empty() => return None,
+                Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
+                other => text(other),
+            };
+            Some((name.as_str(), shown))
+        })
+        .collect();
+    fields.sort();
+    Some(Shape {
+        shape: format!(
+            "explorer: {}",
+            fields
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        literals: fields.into_iter().map(|(_, l)| l).collect(),
+    })
+}
+
+/// The shape of a query entry (`None` when it has none to compare).
+fn shape_of(e: &Entry) -> Option<Shape> {
+    match e.kind.as_str() {
+        "query.submitted" => sql_of(e).map(sql_shape),
+        "explorer.run" => explorer_shape(e.payload.as_ref()?.get("filters")?),
+        _ => None,
+    }
+}
+
 fn differencing(entries: &[Entry]) -> Vec<Flag> {
     // (actor, project, shape) -> the queries with their literals.
     type Key = (String, Option<String>, String);
     let mut groups: BTreeMap<Key, Vec<(&Entry, Vec<String>)>> = BTreeMap::new();
-    for e in entries.iter().filter(|e| e.kind == "query.submitted") {
-        let Some(sql) = sql_of(e) else { continue };
-        let s = sql_shape(sql);
+    for e in entries.iter().filter(|e| is_query(e)) {
+        let Some(s) = shape_of(e) else { continue };
         if s.literals.is_empty() {
             continue;
         }
@@ -634,7 +687,7 @@ fn unusual_hours(entries: &[Entry]) -> Vec<Flag> {
     let mut nights: BTreeMap<(&str, NaiveDate), Vec<&Entry>> = BTreeMap::new();
     for e in entries
         .iter()
-        .filter(|e| e.kind == "query.submitted" && is_unusual_hour(e.at))
+        .filter(|e| is_query(e) && is_unusual_hour(e.at))
     {
         let night = (jst(e.at) - Duration::hours(i64::from(NIGHT_END_HOUR))).date();
         nights.entry((&e.actor, night)).or_default().push(e);

@@ -501,3 +501,57 @@ fn a_withdrawn_submission_has_no_turnaround() {
     assert_eq!(u.totals.turnaround, Turnaround::default());
     assert_eq!(u.totals.reviews_open, 0);
 }
+
+#[test]
+fn explorer_runs_shifting_one_filter_are_flagged_and_counted_as_queries() {
+    let mut log = Log::new();
+    let t0 = at("2026-04-01T03:00:00Z");
+    let run = |d: u64| {
+        json!({"filters": {"diseases": [d], "sex": ["female"], "severity": [],
+                                          "ventilator": null}})
+    };
+    let mut runs = Vec::new();
+    for (k, d) in [11u64, 12, 13].iter().enumerate() {
+        let when = t0 + Duration::minutes(k as i64);
+        runs.push(log.add(when, "explorer.run", "alice", Some("px"), None, run(*d)));
+    }
+    // The same filters again, another user, and the server's own export: no more flags.
+    log.add(t0, "explorer.run", "bob", Some("px"), None, run(11));
+    for d in [21u64, 22, 23] {
+        log.add(
+            t0,
+            "explorer.run",
+            "system:explorer",
+            Some("px"),
+            None,
+            run(d),
+        );
+    }
+    let flags = flags(&log.entries);
+    let diff = kinds(&flags, FlagKind::Differencing);
+    assert_eq!(diff.len(), 1, "{flags:?}");
+    assert_eq!(diff[0].actor, "alice");
+    assert_eq!(diff[0].shape.as_deref(), Some("explorer: diseases, sex"));
+    assert_eq!(diff[0].values, vec!["11", "12", "13"]);
+    assert_eq!(diff[0].entries, runs);
+    let usage = summarize(
+        &log.entries,
+        t0 - Duration::hours(1),
+        t0 + Duration::hours(1),
+        &BTreeSet::new(),
+    );
+    assert_eq!(usage.totals.counts.queries.get("px"), Some(&4));
+}
+
+#[test]
+fn explorer_shapes_ignore_empty_fields_and_keep_value_lists_together() {
+    let s = explorer_shape(
+        &json!({"diseases": [11, 12], "regions": [], "ventilator": true,
+                                   "prefectures": ["13", "14"]}),
+    )
+    .unwrap();
+    assert_eq!(s.shape, "explorer: diseases, prefectures, ventilator");
+    assert_eq!(s.literals, vec!["11,12", "13,14", "true"]);
+    assert!(explorer_shape(&json!({})).unwrap().literals.is_empty());
+    assert!(explorer_shape(&json!([1])).is_none());
+}

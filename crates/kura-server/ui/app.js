@@ -2374,7 +2374,7 @@
 
   const AUDIT_TYPES = ['signin', 'signin.failed', 'signout', 'query.submitted', 'query.completed', 'query.refused',
     'result.viewed', 'output.staged', 'export.requested', 'review.decision', 'output.released', 'output.downloaded',
-    'admin.action', 'access.denied', 'snapshot.built', 'operator.note', 'audit.verified'];
+    'admin.action', 'access.denied', 'snapshot.built', 'operator.note', 'audit.verified', 'explorer.run'];
   const SVG_NS = 'http://www.w3.org/2000/svg';
   const AUDIT_PAGE = 100;
 

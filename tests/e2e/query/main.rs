@@ -6,6 +6,7 @@
 
 mod attacks;
 mod cli;
+mod explorer_index;
 mod layers;
 mod limits;
 mod pool;

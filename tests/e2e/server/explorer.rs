@@ -1,8 +1,9 @@
 //! The trial-feasibility explorer through the API (issue 7): only perturbed, rule-checked
 //! numbers leave; asking again, or the same population in other words, gives the same numbers;
-//! each view's SQL is audited as a query and its viewing as `result.viewed` before the answer;
-//! a view's kept result is the protected table and can be staged; bad forms, grants without
-//! the explorer's columns and outsiders are refused.
+//! each run is audited as `explorer.run` with its filters before anything is computed and each
+//! view's viewing as `result.viewed` before the answer; the snapshot's index is read once, as
+//! the server's own audited query; a view's kept result is the protected table and can be
+//! staged; bad forms, grants without the explorer's columns and outsiders are refused.
 
 use kura_e2e::server::{explorer_project, Browser, Setup, TestServer};
 use serde_json::{json, Value};
@@ -145,37 +146,71 @@ fn a_feasibility_run_shows_only_protected_numbers_and_is_audited() {
         assert!(n == 0 || n >= 10, "kept {n}");
     }
 
-    // Audit: each view's SQL as a query before it ran, its viewing before the answer.
+    // Audit: the run with its filters before anything was computed, each view's viewing
+    // before the answer.
     let entries = server.audit_entries();
     let run_id = run["id"].as_str().unwrap();
+    let run_entry = entries
+        .iter()
+        .position(|e| e["type"] == "explorer.run" && e["payload"]["run_id"] == run_id)
+        .expect("explorer.run of the first run");
+    let logged = &entries[run_entry];
+    assert_eq!(logged["actor"], "alice");
+    assert_eq!(logged["payload"]["filters"]["diseases"], json!([disease]));
     for name in VIEWS {
         let qid = result[name]["query_id"].as_str().unwrap();
-        let object = format!("query:{qid}");
-        let position = |kind: &str| {
-            entries
-                .iter()
-                .position(|e| {
-                    e["type"] == kind
-                        && e["objects"]
-                            .as_array()
-                            .is_some_and(|o| o.contains(&json!(object)))
-                })
-                .unwrap_or_else(|| panic!("{name}: no {kind} for {object}"))
-        };
-        let (submitted, completed, viewed) = (
-            position("query.submitted"),
-            position("query.completed"),
-            position("result.viewed"),
-        );
-        assert!(submitted < completed && completed < viewed, "{name}");
-        let sql = entries[submitted]["payload"]["sql"].as_str().unwrap();
-        assert!(
-            sql.contains(&format!("disease_no IN ({disease})")),
-            "{name}: {sql}"
-        );
+        assert_eq!(logged["payload"]["queries"][name], qid, "{name}");
+        let object = json!(format!("query:{qid}"));
+        let viewed = entries
+            .iter()
+            .position(|e| {
+                e["type"] == "result.viewed"
+                    && e["objects"].as_array().is_some_and(|o| o.contains(&object))
+            })
+            .unwrap_or_else(|| panic!("{name}: no result.viewed for {object}"));
+        assert!(run_entry < viewed, "{name}");
         assert_eq!(entries[viewed]["payload"]["explorer_run"], run_id);
         assert_eq!(entries[viewed]["payload"]["view"], name);
+        // The history names the run and keeps the SQL that defines the view's rows.
+        let (status, history) = alice.get("/api/v1/projects/px/queries");
+        assert_eq!(status, 200, "{history}");
+        let record = history["queries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["id"] == qid)
+            .unwrap_or_else(|| panic!("{name}: {qid} not in the history: {history}"));
+        let sql = record["sql"].as_str().unwrap();
+        assert!(
+            sql.contains(run_id) && sql.contains(&format!("disease_no IN ({disease})")),
+            "{name}: {sql}"
+        );
+        assert_eq!(record["status"], "completed");
     }
+    // The index was read once for both runs, by the server, of the explorer's columns only.
+    let exports: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["type"] == "query.submitted" && e["actor"] == "system:explorer")
+        .collect();
+    assert_eq!(exports.len(), 1, "{exports:?}");
+    let sql = exports[0]["payload"]["sql"].as_str().unwrap();
+    assert!(
+        sql.contains("FROM nanbyo_forms") && !sql.contains("birth_ym"),
+        "{sql}"
+    );
+    assert!(
+        entries.iter().all(|e| e["actor"] == "system:explorer"
+            || e["type"] != "query.submitted"
+            || !e["payload"]["sql"]
+                .as_str()
+                .unwrap_or("")
+                .contains("dense_rank")),
+        "only the server reads the index"
+    );
+    assert!(
+        exports[0]["index"].as_u64() < logged["index"].as_u64(),
+        "read before the first run was computed"
+    );
 
     // A view can be staged for the airlock like any kept result.
     let by_severity = result["by_severity"]["query_id"].as_str().unwrap();
@@ -242,6 +277,10 @@ fn bad_forms_thin_grants_and_outsiders_are_refused() {
     };
     let (status, _) = forged.post("/api/v1/projects/px/explorer", json!({}));
     assert_eq!(status, 403);
+    assert!(
+        server.audit_of("explorer.run").is_empty(),
+        "a refused form never runs"
+    );
     let submitted = server.audit_of("query.submitted");
     assert!(
         submitted
@@ -255,14 +294,12 @@ fn bad_forms_thin_grants_and_outsiders_are_refused() {
 fn explorer_runs_that_shift_one_filter_are_flagged_for_the_supervisor() {
     let server = TestServer::start(setup());
     let alice = server.sign_in("alice");
-    let mut views = Vec::new();
     for d in [11, 12, 13, 14] {
         let (status, run) = alice.post(
             "/api/v1/projects/px/explorer",
             json!({"diseases": [d], "sex": ["female"]}),
         );
         assert_eq!(status, 200, "{run}");
-        views.push(run["result"]["by_prefecture"]["query_id"].clone());
     }
     let sue = server.sign_in("sue");
     let (status, usage) = sue.get("/api/v1/audit/usage?days=1");
@@ -273,27 +310,16 @@ fn explorer_runs_that_shift_one_filter_are_flagged_for_the_supervisor() {
         .iter()
         .filter(|f| f["kind"] == "differencing" && f["project"] == "px")
         .collect();
-    // One flag per view (each view's SQL has its own shape), each naming the shifted disease.
-    assert_eq!(flags.len(), VIEWS.len(), "{usage}");
-    for f in &flags {
-        assert_eq!(f["actor"], "alice");
-        assert_eq!(f["values"], json!(["11", "12", "13", "14"]), "{f}");
-    }
-    let entries = server.audit_of("query.submitted");
-    let by_prefecture: Vec<u64> = views
+    // One flag for the four runs, naming the shifted disease and the runs' entries.
+    assert_eq!(flags.len(), 1, "{usage}");
+    let f = flags[0];
+    assert_eq!(f["actor"], "alice");
+    assert_eq!(f["shape"], "explorer: diseases, sex");
+    assert_eq!(f["values"], json!(["11", "12", "13", "14"]), "{f}");
+    let runs: Vec<u64> = server
+        .audit_of("explorer.run")
         .iter()
-        .map(|qid| {
-            let object = json!(format!("query:{}", qid.as_str().unwrap()));
-            entries
-                .iter()
-                .find(|e| e["objects"].as_array().unwrap().contains(&object))
-                .unwrap()["index"]
-                .as_u64()
-                .unwrap()
-        })
+        .map(|e| e["index"].as_u64().unwrap())
         .collect();
-    assert!(
-        flags.iter().any(|f| f["entries"] == json!(by_prefecture)),
-        "the by_prefecture flag lists exactly its four queries"
-    );
+    assert_eq!(f["entries"], json!(runs));
 }

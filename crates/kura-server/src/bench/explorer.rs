@@ -8,18 +8,19 @@
 //! granting the explorer's columns (`kura_explorer::query::REQUIRED_COLUMNS`). Each client sends
 //! its next form when the previous answer is in (after an optional think time) and checks every
 //! answer: HTTP 200, the three views, no suppressed cell with a value, no published number under
-//! the threshold, the published grand total within the noise of DuckDB's raw total, and the SQL
-//! the server ran (from the audit log) identical to the baseline's.
+//! the threshold, the published grand total within the noise of DuckDB's raw total, and the run's
+//! `explorer.run` entry in the audit log (filters and view query ids) equal to the request.
 //!
 //! An answer with an error status (e.g. a query timeout under overload) is counted as failed with
 //! its time, not fatal; any other failed check ends the run.
 //!
 //! Then, with the server idle, a profile of a few requests, one at a time and interleaved so
-//! that background load hits every step alike: the request through the server (one client),
-//! its three statements through the sandboxed engine alone, the protection step, and the
-//! statements on DuckDB directly. After the server has stopped, the baseline: every client's
-//! requests on its own read-only DuckDB database (the server's workers are one DuckDB each) with
-//! the worker's threads and memory limit, from as many threads, same think times.
+//! that background load hits every step alike: the request through the server (one client), the
+//! three views' rows from an index read here the server's way (through the sandbox), the
+//! protection step, and the views' SQL on DuckDB directly, whose rows must equal the index's.
+//! After the server has stopped, the baseline: every client's requests as the views' SQL on its
+//! own read-only DuckDB database (a worker is one DuckDB) with the worker's threads and memory
+//! limit, from as many threads, same think times: what serving the explorer by SQL would cost.
 
 mod direct;
 mod report;
@@ -84,13 +85,11 @@ pub struct ClassRow {
     pub duckdb: Stats,
 }
 
-/// One view's statement under load, by class: in the server's sandboxed engine (its own
-/// `duration_ms` in the audit log) and on DuckDB directly.
+/// One view's statement in the baseline, by class (DuckDB directly, under the same load).
 #[derive(Debug, Clone, Serialize)]
 pub struct ViewRow {
     pub class: &'static str,
     pub view: &'static str,
-    pub engine: Stats,
     pub duckdb: Stats,
 }
 
@@ -114,9 +113,10 @@ pub struct Checks {
     /// Published grand totals compared with DuckDB's raw total (within the noise, +-2).
     pub totals_compared: usize,
     pub totals_suppressed: usize,
-    /// View statements whose SQL in the audit log equals the baseline's.
-    pub sql_identical: usize,
-    pub record_hash: &'static str,
+    /// Answers whose `explorer.run` entry names the request's filters and the answer's queries.
+    pub runs_audited: usize,
+    /// Profile views whose rows from the index equal DuckDB's rows of the view's SQL.
+    pub rows_identical: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -129,9 +129,14 @@ pub struct Report {
     pub seed: u64,
     pub national_share: f64,
     pub warmup: usize,
-    /// The first `GET .../explorer` of the run (reads the catalog through the sandbox unless the
-    /// server has it already).
-    pub catalog_ms: f64,
+    /// The first `GET .../explorer` of the run (reads the snapshot's index through the sandbox
+    /// unless the server has it already).
+    pub first_get_ms: f64,
+    /// The profile's own index: export through the sandbox and build, forms, patients, memory.
+    pub index_build_ms: f64,
+    pub index_forms: usize,
+    pub index_patients: usize,
+    pub index_heap_mib: f64,
     pub treatments: usize,
     pub fiscal_years: Vec<u16>,
     /// all, with disease filter, national.
@@ -160,6 +165,8 @@ struct Job {
 #[derive(Debug, Clone, Default)]
 struct Checked {
     duration_ms: Option<f64>,
+    /// The run id the answer names.
+    run_id: Option<String>,
     /// The query id of each view, in [`View::ALL`] order, when the answer names them.
     query_ids: Option<[String; 3]>,
     /// `by_prefecture`'s published grand total (None: suppressed).
@@ -178,7 +185,7 @@ struct ServerSample {
 
 /// What the server phase returns.
 struct Served {
-    catalog_ms: f64,
+    first_get_ms: f64,
     meta: Meta,
     clients: Vec<Client>,
     threshold: u64,
@@ -249,7 +256,7 @@ pub fn run(opts: &Options, engine: EngineConfig) -> Result<Report, BenchError> {
 
     let paths: Vec<String> = (0..n).map(|i| explorer_path(&project_of(i).id)).collect();
     let since_us = load::wall_us();
-    let (served, direct, record_hash, profiled) = server.serve(&state.password, |target, rt| {
+    let (served, profiled) = server.serve(&state.password, |target, rt| {
         let served = rt.block_on(serve_phase(
             opts,
             target,
@@ -258,9 +265,6 @@ pub fn run(opts: &Options, engine: EngineConfig) -> Result<Report, BenchError> {
             &prevalence,
             pack_threshold,
         ))?;
-        // The log is readable beside the server: which record hash its SQL uses.
-        let audit = audit_queries(&opts.state_dir, since_us)?;
-        let (direct, hash) = pick_record_hash(direct, &served, &audit)?;
         let profile_jobs = profile_jobs(&served.jobs, opts.profile, &paths[0]);
         let profiled = profile_phase(&Profiling {
             rt,
@@ -274,7 +278,7 @@ pub fn run(opts: &Options, engine: EngineConfig) -> Result<Report, BenchError> {
             snapshot: &state.snapshot,
             state_dir: &opts.state_dir,
         })?;
-        Ok((served, direct, hash, profiled))
+        Ok((served, profiled))
     })?;
 
     // The direct explorer's catalog must be the server's, else the requests differ.
@@ -289,18 +293,16 @@ pub fn run(opts: &Options, engine: EngineConfig) -> Result<Report, BenchError> {
         ));
     }
 
-    // The SQL and engine time of every view statement, from the audit log.
-    let audit = audit_queries(&opts.state_dir, since_us)?;
+    // Every run's audit entry.
+    let audit = audit_runs(&opts.state_dir, since_us)?;
     let mut checks = Checks {
-        record_hash: match record_hash {
-            RecordHash::Sha256 => "sha256",
-            RecordHash::ResearchIdPrefix => "research_id_prefix",
-        },
+        rows_identical: profiled.rows_identical,
         ..Checks::default()
     };
 
     // The baseline: the same jobs, their SQL rendered once.
     struct DirectJob {
+        filters: Filters,
         queries: Vec<ViewQuery>,
         think_ms: u64,
     }
@@ -308,6 +310,7 @@ pub fn run(opts: &Options, engine: EngineConfig) -> Result<Report, BenchError> {
         let filters = direct.filters(&j.request.body)?;
         Ok(DirectJob {
             queries: direct.queries(&filters),
+            filters,
             think_ms: j.request.think_ms,
         })
     };
@@ -322,14 +325,14 @@ pub fn run(opts: &Options, engine: EngineConfig) -> Result<Report, BenchError> {
         })
         .collect::<Result<Vec<_>, BenchError>>()?;
 
-    // Every view statement the server ran is the baseline's.
+    // Every run is audited with the request's filters and the answer's queries.
     for (c, samples) in served.timed.iter().enumerate() {
         for (k, s) in samples.iter().enumerate() {
-            checks.sql_identical += same_sql(&s.checked, &work[c].timed[k].queries, &audit)?;
+            checks.runs_audited += same_run(&s.checked, &work[c].timed[k].filters, &audit)?;
         }
     }
-    for (s, q) in profiled.server.iter().zip(&profiled.queries) {
-        checks.sql_identical += same_sql(&s.checked, q, &audit)?;
+    for (s, f) in profiled.server.iter().zip(&profiled.filters) {
+        checks.runs_audited += same_run(&s.checked, f, &audit)?;
     }
 
     let conns: Vec<duckdb::Connection> = baselines
@@ -408,14 +411,6 @@ pub fn run(opts: &Options, engine: EngineConfig) -> Result<Report, BenchError> {
     let mut views = Vec::new();
     for class in Class::ALL {
         for (v, view) in View::ALL.iter().enumerate() {
-            let engine: Vec<Duration> = indexed(&served.timed)
-                .filter(|(c, k, _)| class_of(*c, *k) == class)
-                .filter_map(|(_, _, s)| {
-                    let id = &s.checked.query_ids.as_ref()?[v];
-                    audit.get(id)?.duration_ms
-                })
-                .map(|ms| Duration::from_secs_f64(ms / 1000.0))
-                .collect();
             let duck: Vec<Duration> = indexed(&base.results)
                 .filter(|(c, k, _)| class_of(*c, *k) == class)
                 .map(|(_, _, r)| r.1 .0[v])
@@ -426,13 +421,12 @@ pub fn run(opts: &Options, engine: EngineConfig) -> Result<Report, BenchError> {
             views.push(ViewRow {
                 class: class.label(),
                 view: view.name(),
-                engine: stats(engine, Duration::ZERO, None),
                 duckdb: stats(duck, Duration::ZERO, None),
             });
         }
     }
 
-    let profile = profiled.rows(&audit);
+    let profile = profiled.rows();
     let what_if = if opts.what_if {
         let requests: Vec<(Class, Filters)> = profiled
             .classes
@@ -476,7 +470,11 @@ pub fn run(opts: &Options, engine: EngineConfig) -> Result<Report, BenchError> {
         seed: opts.seed,
         national_share: opts.national_share,
         warmup: opts.warmup,
-        catalog_ms: served.catalog_ms,
+        first_get_ms: served.first_get_ms,
+        index_build_ms: profiled.index_build_ms,
+        index_forms: profiled.index_forms,
+        index_patients: profiled.index_patients,
+        index_heap_mib: profiled.index_heap_mib,
         treatments: served.meta.treatments.len(),
         fiscal_years: served.meta.fiscal_years.clone(),
         classes,
@@ -514,7 +512,7 @@ async fn serve_phase(
     let n = clients.len();
     let t = Instant::now();
     let answer = clients[0].get(&paths[0]).await?;
-    let catalog_ms = load::ms(t.elapsed());
+    let first_get_ms = load::ms(t.elapsed());
     let meta = read_meta(&answer)?;
     // Every project's fields (the catalog is per snapshot, so these are quick).
     for (i, c) in clients.iter().enumerate().skip(1) {
@@ -568,7 +566,7 @@ async fn serve_phase(
     let wall = t.elapsed();
     let cpu = cpu.since();
     Ok(Served {
-        catalog_ms,
+        first_get_ms,
         meta,
         clients,
         threshold,
@@ -723,6 +721,7 @@ fn check_answer(answer: &Answer, threshold: u64) -> Result<Checked, String> {
     let total = result["by_prefecture"]["series"][0]["total"]["value"].as_u64();
     Ok(Checked {
         duration_ms: v["duration_ms"].as_f64(),
+        run_id: v["id"].as_str().map(String::from),
         query_ids,
         total,
         cells,
@@ -749,23 +748,20 @@ fn check_cell(cell: &Value, threshold: u64) -> Result<bool, String> {
     }
 }
 
-/// A view statement as the audit log has it.
+/// An explorer run as the audit log has it: its filters and view query ids.
 #[derive(Debug, Clone, Default)]
 struct Audited {
-    sql: Option<String>,
-    duration_ms: Option<f64>,
+    filters: Value,
+    queries: Value,
 }
 
-/// `query.submitted` (SQL) and `query.completed` (engine time) since `since_us`, by query id.
-fn audit_queries(
+/// The `explorer.run` entries since `since_us`, by run id.
+fn audit_runs(
     state: &std::path::Path,
     since_us: i64,
 ) -> Result<HashMap<String, Audited>, BenchError> {
     let err = |e: &dyn std::fmt::Display| BenchError::Breakdown(format!("audit log: {e}"));
-    let (submitted, completed) = (
-        EventKind::QuerySubmitted.as_str(),
-        EventKind::QueryCompleted.as_str(),
-    );
+    let kind = EventKind::ExplorerRun.as_str();
     let mut out: HashMap<String, Audited> = HashMap::new();
     let filter = SearchFilter {
         since_micros: Some(since_us),
@@ -774,21 +770,20 @@ fn audit_queries(
     let mut reader = AuditReader::open(state).map_err(|e| err(&e))?;
     reader
         .search(&filter, &mut |hit| {
-            let kind = hit.leaf.kind.as_str();
-            if kind != submitted && kind != completed {
+            if hit.leaf.kind.as_str() != kind {
                 return Ok(());
             }
             let Some(p) = &hit.payload else {
                 return Ok(());
             };
-            let Some(id) = p["query_id"].as_str() else {
-                return Ok(());
-            };
-            let e = out.entry(id.to_string()).or_default();
-            if kind == submitted {
-                e.sql = p["sql"].as_str().map(String::from);
-            } else {
-                e.duration_ms = p["duration_ms"].as_f64();
+            if let Some(id) = p["run_id"].as_str() {
+                out.insert(
+                    id.to_string(),
+                    Audited {
+                        filters: p["filters"].clone(),
+                        queries: p["queries"].clone(),
+                    },
+                );
             }
             Ok(())
         })
@@ -796,55 +791,36 @@ fn audit_queries(
     Ok(out)
 }
 
-/// The record hash whose SQL the server ran (judged on the first answer naming its queries).
-fn pick_record_hash(
-    direct: Direct,
-    served: &Served,
-    audit: &HashMap<String, Audited>,
-) -> Result<(Direct, RecordHash), BenchError> {
-    let first = indexed(&served.timed)
-        .map(|(c, k, s)| (&served.jobs[c].timed[k], s))
-        .find_map(|(j, s)| Some((j, s.checked.query_ids.as_ref()?[0].clone())));
-    let Some((job, id)) = first else {
-        return Ok((direct, RecordHash::default()));
-    };
-    let server_sql = audit.get(&id).and_then(|a| a.sql.clone());
-    let filters = direct.filters(&job.request.body)?;
-    if direct.queries(&filters).first().map(|q| &q.sql) == server_sql.as_ref() {
-        return Ok((direct, RecordHash::Sha256));
-    }
-    let other = direct.with_record_hash(RecordHash::ResearchIdPrefix);
-    Ok((other, RecordHash::ResearchIdPrefix))
-}
-
-/// How many of the answer's view statements were checked against the baseline's SQL (0 when the
-/// answer names no query ids); an error if one differs.
-fn same_sql(
+/// 1 when the answer's run is in the audit log with `filters` and the answer's view queries
+/// (0 when the answer names no run); an error if it is missing or differs.
+fn same_run(
     checked: &Checked,
-    queries: &[ViewQuery],
+    filters: &Filters,
     audit: &HashMap<String, Audited>,
 ) -> Result<usize, BenchError> {
-    let Some(ids) = &checked.query_ids else {
+    let (Some(run), Some(ids)) = (&checked.run_id, &checked.query_ids) else {
         return Ok(0);
     };
-    for (id, q) in ids.iter().zip(queries) {
-        match audit.get(id).and_then(|a| a.sql.as_deref()) {
-            Some(sql) if sql == q.sql => {}
-            Some(_) => {
-                return Err(BenchError::Check(format!(
-                    "the server ran other SQL than the baseline for {} (query {id})",
-                    q.view.name()
-                )))
-            }
-            None => {
-                return Err(BenchError::Check(format!(
-                    "query {id} ({}) is not in the audit log",
-                    q.view.name()
-                )))
-            }
+    let logged = audit
+        .get(run)
+        .ok_or_else(|| BenchError::Check(format!("explorer run {run} is not in the audit log")))?;
+    let want = serde_json::to_value(filters).map_err(|e| BenchError::Check(e.to_string()))?;
+    if logged.filters != want {
+        return Err(BenchError::Check(format!(
+            "explorer run {run}: the audit log has filters {}, the request meant {want}",
+            logged.filters
+        )));
+    }
+    for (id, view) in ids.iter().zip(View::ALL) {
+        if logged.queries[view.name()].as_str() != Some(id.as_str()) {
+            return Err(BenchError::Check(format!(
+                "explorer run {run}: the audit log names query {} for {}, the answer {id}",
+                logged.queries[view.name()],
+                view.name()
+            )));
         }
     }
-    Ok(ids.len())
+    Ok(1)
 }
 
 /// What the profile needs: the server's runtime for the client, the requests, and what runs
@@ -862,56 +838,30 @@ struct Profiling<'a> {
     state_dir: &'a std::path::Path,
 }
 
-/// The profile's measurements: per request its class, the server's answer and the SQL; per step
-/// (in the order steps first occur), each request's class and time.
+/// The profile's measurements: per request its class, filters and the server's answer; per
+/// step (in the order steps first occur), each request's class and time; the index's facts.
 struct Profiled {
     classes: Vec<Class>,
     filters: Vec<Filters>,
     server: Vec<ServerSample>,
-    queries: Vec<Vec<ViewQuery>>,
     steps: Vec<(String, Vec<(Class, Duration)>)>,
+    index_build_ms: f64,
+    index_forms: usize,
+    index_patients: usize,
+    index_heap_mib: f64,
+    rows_identical: usize,
 }
 
 impl Profiled {
-    fn add(&mut self, name: String, class: Class, d: Duration) {
-        let found = self.steps.iter().position(|(n, _)| *n == name);
+    fn add(&mut self, name: &str, class: Class, d: Duration) {
+        let found = self.steps.iter().position(|(n, _)| n == name);
         match found {
             Some(i) => self.steps[i].1.push((class, d)),
-            None => self.steps.push((name, vec![(class, d)])),
+            None => self.steps.push((name.to_string(), vec![(class, d)])),
         }
     }
 
-    /// The rows of the report, with the server's per-view engine times from the audit log.
-    fn rows(&self, audit: &HashMap<String, Audited>) -> Vec<ProfileRow> {
-        let mut all = Profiled {
-            classes: Vec::new(),
-            filters: Vec::new(),
-            server: Vec::new(),
-            queries: Vec::new(),
-            steps: Vec::new(),
-        };
-        for (s, &class) in self.server.iter().zip(&self.classes) {
-            all.add("server, 1 client: whole request".into(), class, s.took);
-            let Some(ids) = &s.checked.query_ids else {
-                continue;
-            };
-            let mut sum = 0.0;
-            for (id, view) in ids.iter().zip(View::ALL) {
-                let ms = audit.get(id).and_then(|a| a.duration_ms).unwrap_or(0.0);
-                sum += ms;
-                all.add(
-                    format!("server, 1 client: {} in the engine", view.name()),
-                    class,
-                    Duration::from_secs_f64(ms / 1000.0),
-                );
-            }
-            all.add(
-                "server, 1 client: the 3 views in the engine (audit duration_ms)".into(),
-                class,
-                Duration::from_secs_f64(sum / 1000.0),
-            );
-        }
-        all.steps.extend(self.steps.iter().cloned());
+    fn rows(&self) -> Vec<ProfileRow> {
         let by_class = |v: &[(Class, Duration)], class: Class| -> Option<(f64, f64)> {
             let picked: Vec<Duration> = v
                 .iter()
@@ -924,22 +874,61 @@ impl Profiled {
             let s = stats(picked, Duration::ZERO, None);
             Some((s.p50_ms, s.p99_ms))
         };
-        all.steps
-            .into_iter()
+        self.steps
+            .iter()
             .map(|(step, v)| ProfileRow {
-                disease: by_class(&v, Class::Disease),
-                national: by_class(&v, Class::National),
-                step,
+                disease: by_class(v, Class::Disease),
+                national: by_class(v, Class::National),
+                step: step.clone(),
             })
             .collect()
     }
 }
 
+/// Reads the explorer's index of the snapshot the server's way: the export statement through
+/// the sandboxed engine (the first project's grant, the server's index limits, no audit).
+fn read_index(
+    qe: &QueryEngine,
+    scope: &ProjectScope,
+    user: &str,
+    snapshot: &std::path::Path,
+    limits: kura_query::Limits,
+) -> Result<kura_explorer::ExplorerIndex, BenchError> {
+    let err = |e: &dyn std::fmt::Display| BenchError::Breakdown(format!("explorer index: {e}"));
+    let sql = kura_explorer::index::export_sql(RecordHash::default());
+    let request = QueryRequest {
+        sql: &sql,
+        project: scope,
+        user,
+        session: None,
+        snapshot,
+        snapshot_sha256: None,
+        id: None,
+        limits: Some(crate::explorer::index_limits(limits)),
+    };
+    let mut builder = kura_explorer::IndexBuilder::new();
+    let mut failed = None;
+    qe.run_streaming(
+        &request,
+        &NullAudit,
+        &kura_query::CancelHandle::default(),
+        &mut |b| {
+            if failed.is_none() {
+                failed = crate::explorer::push_batch(&mut builder, b).err();
+            }
+        },
+    )
+    .map_err(|e| err(&e))?;
+    match failed {
+        Some(e) => Err(err(&e)),
+        None => Ok(builder.finish()),
+    }
+}
+
 /// Times the profile requests one at a time, each through every path in turn: the server with
-/// the first client (the others idle), its three statements through the sandboxed engine alone
-/// (the first project's grant and the server's limits, worker reuse, no audit), the protection
-/// step on the engine's rows (with the airlock's ledger, as the server does), and the
-/// statements on DuckDB directly.
+/// the first client (the others idle), the three views' rows from an index read here the
+/// server's way, the protection step on those rows (with the airlock's ledger, as the server
+/// does), and the views' SQL on DuckDB directly, whose rows must equal the index's.
 fn profile_phase(p: &Profiling<'_>) -> Result<Profiled, BenchError> {
     let err = |e: &dyn std::fmt::Display| BenchError::Breakdown(e.to_string());
     let qe = QueryEngine::new(p.engine.clone()).map_err(|e| err(&e))?;
@@ -953,19 +942,9 @@ fn profile_phase(p: &Profiling<'_>) -> Result<Profiled, BenchError> {
         tables: p.project.tables.clone(),
         expires: Some(p.project.expires),
     };
-    let run = |sql: &str| {
-        let request = QueryRequest {
-            sql,
-            project: &scope,
-            user: p.user,
-            session: None,
-            snapshot: p.snapshot,
-            snapshot_sha256: None,
-            id: None,
-            limits: Some(p.engine.limits),
-        };
-        qe.run(&request, &NullAudit).map_err(|e| err(&e))
-    };
+    let t = Instant::now();
+    let index = read_index(&qe, &scope, p.user, p.snapshot, p.engine.limits)?;
+    let index_build_ms = load::ms(t.elapsed());
     let client = p
         .served
         .clients
@@ -975,19 +954,16 @@ fn profile_phase(p: &Profiling<'_>) -> Result<Profiled, BenchError> {
         classes: Vec::new(),
         filters: Vec::new(),
         server: Vec::new(),
-        queries: Vec::new(),
         steps: Vec::new(),
+        index_build_ms,
+        index_forms: index.forms(),
+        index_patients: index.patients(),
+        index_heap_mib: index.heap_bytes() as f64 / f64::from(1 << 20),
+        rows_identical: 0,
     };
-    let mut warm = true;
     for job in p.jobs {
         let class = job.request.class;
         let filters = p.direct.filters(&job.request.body)?;
-        let queries = p.direct.queries(&filters);
-        if warm {
-            // The engine's first query starts its worker; later ones reuse it, as in the server.
-            run(&queries[0].sql)?;
-            warm = false;
-        }
         let sample = p.rt.block_on(send_request(
             client.clone(),
             job.clone(),
@@ -999,28 +975,13 @@ fn profile_phase(p: &Profiling<'_>) -> Result<Profiled, BenchError> {
                 job.request.body
             )));
         }
-
-        let mut sum = Duration::ZERO;
-        let mut raws = Vec::with_capacity(3);
-        for q in &queries {
-            let t = Instant::now();
-            let result = run(&q.sql)?;
-            let d = t.elapsed();
-            sum += d;
-            out.add(
-                format!("sandboxed engine alone: {}", q.view.name()),
-                class,
-                d,
-            );
-            raws.push((q.view, result.batches));
-        }
-        out.add("sandboxed engine alone: the 3 views".into(), class, sum);
+        out.add("server, 1 client: whole request", class, sample.took);
 
         let t = Instant::now();
-        let views = raws
-            .iter()
-            .map(|(v, b)| direct::raw_view(*v, b))
-            .collect::<Result<Vec<_>, _>>()?;
+        let views = index.raw_views(&filters);
+        out.add("index alone: the 3 views' rows", class, t.elapsed());
+
+        let t = Instant::now();
         airlock
             .with_ledger(|ledger| {
                 let ctx = CheckContext {
@@ -1031,26 +992,34 @@ fn profile_phase(p: &Profiling<'_>) -> Result<Profiled, BenchError> {
             })
             .map_err(|e| err(&e))?;
         out.add(
-            "protection: CSV of the rows, parse, perturb, rule pack with the airlock's ledger"
-                .into(),
+            "protection: perturb, rule pack with the airlock's ledger",
             class,
             t.elapsed(),
         );
 
         let mut sum = Duration::ZERO;
-        for q in &queries {
+        for (q, from_index) in p.direct.queries(&filters).iter().zip(&views) {
             let t = Instant::now();
-            direct::run_view(p.conn, &q.sql)?;
+            let batches = direct::run_view(p.conn, &q.sql)?;
             let d = t.elapsed();
             sum += d;
-            out.add(format!("DuckDB directly: {}", q.view.name()), class, d);
+            out.add(&format!("DuckDB directly: {}", q.view.name()), class, d);
+            let mut from_sql = direct::raw_view(q.view, &batches)?;
+            from_sql.rows.sort_by(|a, b| a.dims.cmp(&b.dims));
+            if &from_sql != from_index {
+                return Err(BenchError::Check(format!(
+                    "{} of {}: the index's rows differ from DuckDB's",
+                    q.view.name(),
+                    job.request.body
+                )));
+            }
+            out.rows_identical += 1;
         }
-        out.add("DuckDB directly: the 3 views".into(), class, sum);
+        out.add("DuckDB directly: the 3 views", class, sum);
 
         out.classes.push(class);
         out.filters.push(filters);
         out.server.push(sample);
-        out.queries.push(queries);
     }
     Ok(out)
 }

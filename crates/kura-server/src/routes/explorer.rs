@@ -1,10 +1,12 @@
 //! The trial-feasibility explorer over HTTP (docs/explorer.md, docs/api.md): the form's options,
-//! and a run. A run validates the form against closed lists, runs the three views' SQL through
-//! the sandbox as the caller (each audited by the engine like any query), protects the rows
-//! (kura-explorer: cell-key perturbation, then the default rule pack, differencing against the
-//! airlock's release ledger included), keeps each view's protected table as a completed query
-//! record (so a view can be staged for the airlock), audits `result.viewed` per view and only
-//! then answers. The raw rows (true counts, institutions, fingerprints) never leave this module.
+//! and a run. A run validates the form against closed lists, appends `explorer.run` (the caller,
+//! the filters, the three view query ids) before anything is computed, computes the three views'
+//! rows from the snapshot's in-memory index (read once per snapshot through the sandbox, audited
+//! as the server's own query), protects them (kura-explorer: cell-key perturbation, then the
+//! default rule pack, differencing against the airlock's release ledger included), keeps each
+//! view's protected table as a completed query record (so a view can be staged for the airlock),
+//! audits `result.viewed` per view and only then answers. The raw rows (true counts,
+//! institutions, fingerprints) never leave this module.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,21 +18,20 @@ use kura_authz::{Action, Resource};
 use kura_explorer::catalog::{
     AGE_BANDS, DIAGNOSIS_CATEGORIES, INSTITUTION_BUCKETS, SEVERITIES, SEXES,
 };
-use kura_explorer::{Catalog, Explorer, ExplorerError, Feasibility, RawView, View};
-use kura_query::arrow::record_batch::RecordBatch;
-use kura_query::{CancelHandle, QueryOutcome};
+use kura_explorer::{ExplorerError, Feasibility, IndexBuilder, View};
+use kura_query::{CancelHandle, QueryRequest};
 use kura_sdc::CheckContext;
-use kura_store::{Project, QueryStatus};
+use kura_store::{Project, QueryRecord, QueryStatus};
 use serde_json::{json, Value};
 
 use crate::access::{authorize, visible_project};
 use crate::error::ApiError;
-use crate::explorer::{missing_columns, protected_batch};
+use crate::explorer::{
+    index_limits, missing_columns, protected_batch, push_batch, IndexError, Loaded, INDEX_ACTOR,
+};
 use crate::results;
 use crate::routes::catalog::codes::code_lists;
-use crate::routes::queries::{
-    execute, new_uuid, query_error, record_running, scope_of, snapshot_of,
-};
+use crate::routes::queries::{new_uuid, query_error, scope_of, snapshot_of};
 use crate::session::Caller;
 use crate::snapshots::SnapshotInfo;
 use crate::state::AppState;
@@ -42,7 +43,7 @@ async fn prepare(
     app: &AppState,
     caller: &Caller,
     pid: &str,
-) -> Result<(Project, Arc<SnapshotInfo>, Arc<Explorer>), ApiError> {
+) -> Result<(Project, Arc<SnapshotInfo>, Arc<Loaded>), ApiError> {
     let (project, facts) = visible_project(app, caller, pid).await?;
     authorize(
         app,
@@ -65,78 +66,75 @@ async fn prepare(
     }
     let snapshot = snapshot_of(app, &project).await?;
     let slot = app.explorers.slot(snapshot.sha256());
-    let explorer = slot
-        .get_or_try_init(|| read_catalog(app, caller, &project, &snapshot))
+    let loaded = slot
+        .get_or_try_init(|| load(app, &project, &snapshot))
         .await?
         .clone();
-    Ok((project, snapshot, explorer))
+    Ok((project, snapshot, loaded))
 }
 
-/// Reads the snapshot's treatment names and fiscal years through the sandbox, as the first
-/// caller (audited as that caller's queries), and builds the snapshot's explorer.
-async fn read_catalog(
+/// Reads the snapshot's explorer index through the sandbox (one statement, audited as the
+/// server's own query in the project whose request came first; only the columns the explorer
+/// needs, which that grant holds) and builds the snapshot's explorer on it.
+async fn load(
     app: &AppState,
-    caller: &Caller,
     project: &Project,
     snapshot: &Arc<SnapshotInfo>,
-) -> Result<Arc<Explorer>, ApiError> {
-    let mut lists = Vec::with_capacity(2);
-    for sql in [Catalog::TREATMENTS_SQL, Catalog::FISCAL_YEARS_SQL] {
-        let (outcome, batches) = execute(
-            app,
-            caller,
-            scope_of(project),
-            snapshot.clone(),
-            sql.to_string(),
-            new_uuid()?,
-            CancelHandle::default(),
-        )
-        .await?
-        .map_err(query_error)?;
-        lists.push(first_column(&outcome, &batches)?);
-    }
-    let years = lists[1]
-        .iter()
-        .map(|y| {
-            y.parse::<u16>()
-                .map_err(|_| ApiError::Internal(format!("explorer catalog: fiscal year {y:?}")))
-        })
-        .collect::<Result<Vec<u16>, _>>()?;
-    let treatments = std::mem::take(&mut lists[0]);
-    let explorer = app
-        .explorers
-        .build(treatments, years)
-        .map_err(|e| ApiError::Internal(format!("explorer catalog: {e}")))?;
-    Ok(Arc::new(explorer))
-}
-
-/// The CSV text of a result, as `kura_query::export::csv_writer` renders it.
-fn csv_text(batches: &[RecordBatch]) -> Result<String, ApiError> {
-    let mut out = Vec::new();
-    {
-        let mut w = kura_query::export::csv_writer(&mut out);
-        for b in batches {
-            w.write(b)
-                .map_err(|e| ApiError::Internal(format!("explorer rows: {e}")))?;
+) -> Result<Arc<Loaded>, ApiError> {
+    let started = Instant::now();
+    let worker_app = app.clone();
+    let scope = scope_of(project);
+    let snapshot = snapshot.clone();
+    let id = new_uuid()?;
+    let loaded = tokio::task::spawn_blocking(move || -> Result<Loaded, IndexError> {
+        let sql = worker_app.explorers.export_sql();
+        let request = QueryRequest {
+            sql: &sql,
+            project: &scope,
+            user: INDEX_ACTOR,
+            session: None,
+            snapshot: &snapshot.path,
+            snapshot_sha256: Some(snapshot.sha256()),
+            id: Some(&id),
+            limits: Some(index_limits(worker_app.config.query.limits())),
+        };
+        let mut builder = IndexBuilder::new();
+        let mut failed: Option<IndexError> = None;
+        let cancel = CancelHandle::default();
+        let outcome = worker_app.engine.run_streaming(
+            &request,
+            worker_app.audit.as_ref(),
+            &cancel,
+            &mut |batch| {
+                if failed.is_none() {
+                    if let Err(e) = push_batch(&mut builder, batch) {
+                        failed = Some(e);
+                        cancel.cancel();
+                    }
+                }
+            },
+        );
+        if let Some(e) = failed {
+            return Err(e);
         }
-    }
-    String::from_utf8(out).map_err(|e| ApiError::Internal(format!("explorer rows: {e}")))
-}
-
-/// The values of a one-column result as text.
-fn first_column(outcome: &QueryOutcome, batches: &[RecordBatch]) -> Result<Vec<String>, ApiError> {
-    let text = csv_text(batches)?;
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_reader(text.as_bytes());
-    let mut values = Vec::with_capacity(outcome.rows as usize);
-    for record in reader.records() {
-        let record = record.map_err(|e| ApiError::Internal(format!("explorer catalog: {e}")))?;
-        if let Some(v) = record.get(0) {
-            values.push(v.to_string());
-        }
-    }
-    Ok(values)
+        outcome?;
+        Ok(worker_app.explorers.build(builder.finish())?)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("explorer index task: {e}")))?
+    .map_err(|e| match e {
+        IndexError::Query(q) => query_error(q),
+        other => ApiError::Internal(other.to_string()),
+    })?;
+    tracing::info!(
+        snapshot = %project.snapshot,
+        forms = loaded.index.forms(),
+        patients = loaded.index.patients(),
+        heap_mib = loaded.index.heap_bytes() / (1 << 20),
+        ms = started.elapsed().as_millis() as u64,
+        "explorer index read"
+    );
+    Ok(Arc::new(loaded))
 }
 
 fn labelled<K: serde::Serialize>(items: impl IntoIterator<Item = (K, String, String)>) -> Value {
@@ -171,7 +169,8 @@ pub async fn form(
     caller: Caller,
     Path(pid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (project, snapshot, explorer) = prepare(&app, &caller, &pid).await?;
+    let (project, snapshot, loaded) = prepare(&app, &caller, &pid).await?;
+    let explorer = &loaded.explorer;
     let codes = code_lists()?;
     let diseases = labelled(codes["diseases"].as_array().into_iter().flatten().map(|d| {
         let ja = d["name_ja"].as_str().unwrap_or_default().to_string();
@@ -249,14 +248,27 @@ fn invalid(message: String) -> ApiError {
     }
 }
 
-/// `POST /api/v1/projects/{pid}/explorer`: one run of the form (see the module comment).
+/// `POST /api/v1/projects/{pid}/explorer`: one run of the form (see the module comment),
+/// counted in the metrics with its outcome.
 pub async fn run(
     State(app): State<AppState>,
     caller: Caller,
     Path(pid): Path<String>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let (project, snapshot, explorer) = prepare(&app, &caller, &pid).await?;
+    let started = Instant::now();
+    let result = run_form(app, caller, pid, body).await;
+    crate::metrics::global().explorer_run(&result, started.elapsed());
+    result
+}
+
+async fn run_form(
+    app: AppState,
+    caller: Caller,
+    pid: String,
+    body: Value,
+) -> Result<Json<Value>, ApiError> {
+    let (project, snapshot, loaded) = prepare(&app, &caller, &pid).await?;
     // serde would read a JSON array into the form's fields by position.
     if !body.is_object() {
         return Err(invalid(
@@ -265,178 +277,145 @@ pub async fn run(
     }
     let request: Feasibility =
         serde_json::from_value(body).map_err(|e| invalid(format!("the explorer form: {e}")))?;
-    let filters = explorer.validate(&request).map_err(|e| match e {
+    let filters = loaded.explorer.validate(&request).map_err(|e| match e {
         ExplorerError::Invalid { .. } => invalid(e.to_string()),
         other => ApiError::Internal(other.to_string()),
     })?;
-    let run = Run {
-        app: &app,
-        caller: &caller,
-        project: &project,
-        snapshot: &snapshot,
-        explorer: &explorer,
-        id: new_uuid()?,
-    };
     let started = Instant::now();
-    // Query records inserted and not yet finished: failed if the run stops half-way, so the
-    // history never shows a run that is not running.
-    let mut unfinished: Vec<String> = Vec::new();
-    let views = match run.views(&filters, &mut unfinished).await {
-        Ok(v) => v,
-        Err(e) => {
-            for qid in &unfinished {
-                if let Err(store) = app.store.finish_query(
-                    qid,
-                    QueryStatus::Failed,
-                    None,
-                    0,
-                    None,
-                    Some(&e.to_string()),
-                ) {
-                    tracing::warn!("explorer run {}: query {qid}: {store}", run.id);
-                }
-            }
-            return Err(e);
-        }
-    };
-    Ok(Json(json!({
-        "id": run.id,
-        "duration_ms": started.elapsed().as_millis() as u64,
-        "snapshot_sha256": snapshot.sha256(),
-        "result": views,
-    })))
-}
+    let run_id = new_uuid()?;
+    let mut qids = Vec::with_capacity(View::ALL.len());
+    for _ in View::ALL {
+        qids.push(new_uuid()?);
+    }
+    let queries: serde_json::Map<String, Value> = View::ALL
+        .iter()
+        .zip(&qids)
+        .map(|(v, q)| (v.name().to_string(), json!(q)))
+        .collect();
+    // Before anything is computed: who asked what of which snapshot (the usage dashboard reads
+    // the filters for its flags).
+    let event = Event::new(EventKind::ExplorerRun, caller.id())
+        .session(caller.session.id.clone())
+        .project(project.id.clone())
+        .object(format!("explorer_run:{run_id}"))
+        .payload(json!({
+            "run_id": run_id, "snapshot_sha256": snapshot.sha256(),
+            "filters": &filters, "queries": queries,
+            "rule_pack": loaded.explorer.pack().name,
+        }));
+    audit(&app, event).await?;
 
-/// One explorer run of one caller.
-struct Run<'a> {
-    app: &'a AppState,
-    caller: &'a Caller,
-    project: &'a Project,
-    snapshot: &'a Arc<SnapshotInfo>,
-    explorer: &'a Arc<Explorer>,
-    id: String,
-}
-
-impl Run<'_> {
-    /// Runs, protects, keeps and audits the three views; returns the result to show.
-    async fn views(
-        &self,
-        filters: &kura_explorer::Filters,
-        unfinished: &mut Vec<String>,
-    ) -> Result<Value, ApiError> {
-        let (app, caller, project, snapshot, explorer) = (
-            self.app,
-            self.caller,
-            self.project,
-            self.snapshot,
-            self.explorer,
-        );
-        let run_id = &self.id;
-        let mut raws = Vec::with_capacity(View::ALL.len());
-        let mut records = Vec::with_capacity(View::ALL.len());
-        for q in explorer.queries(filters) {
-            let qid = new_uuid()?;
-            let view_started = Instant::now();
-            unfinished.push(qid.clone());
-            record_running(
-                app,
-                caller,
-                project,
-                snapshot,
-                &qid,
-                format!(
-                    "-- explorer run {run_id}, view {}: the kept result holds only the published \
-                     cells (perturbed, rule pack {})\n{}",
-                    q.view.name(),
-                    explorer.pack().name,
-                    q.sql
-                ),
-            )?;
-            let outcome = execute(
-                app,
-                caller,
-                scope_of(project),
-                snapshot.clone(),
-                q.sql.clone(),
-                qid.clone(),
-                CancelHandle::default(),
+    let computed = loaded.clone();
+    let protect_app = app.clone();
+    let sha = snapshot.sha256().to_string();
+    let protect_filters = filters.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let raws = computed.index.raw_views(&protect_filters);
+        protect_app.airlock.with_ledger(|ledger| {
+            computed.explorer.protect(
+                &protect_filters,
+                &raws,
+                &CheckContext {
+                    snapshot: &sha,
+                    ledger: Some(ledger),
+                },
             )
-            .await?;
-            let ms = view_started.elapsed().as_millis() as u64;
-            let batches = match outcome {
-                Ok((_, batches)) => batches,
-                Err(e) => {
-                    unfinished.retain(|u| u != &qid);
-                    let status = if e.refusal_rule().is_some() {
-                        QueryStatus::Refused
-                    } else {
-                        QueryStatus::Failed
-                    };
-                    app.store
-                        .finish_query(&qid, status, None, ms, None, Some(&e.to_string()))?;
-                    return Err(query_error(e));
-                }
-            };
-            raws.push(
-                RawView::from_csv(q.view, &csv_text(&batches)?)
-                    .map_err(|e| ApiError::Internal(format!("explorer: {e}")))?,
-            );
-            records.push((q.view, qid, ms));
-        }
-        let protect_app = app.clone();
-        let sha = snapshot.sha256().to_string();
-        let protect_filters = filters.clone();
-        let protect_explorer = explorer.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            protect_app.airlock.with_ledger(|ledger| {
-                protect_explorer.protect(
-                    &protect_filters,
-                    &raws,
-                    &CheckContext {
-                        snapshot: &sha,
-                        ledger: Some(ledger),
-                    },
-                )
-            })
         })
-        .await
-        .map_err(|e| ApiError::Internal(format!("explorer task: {e}")))?
-        .map_err(|e| ApiError::Internal(format!("explorer: {e}")))?;
-        let mut body = serde_json::to_value(&result)
-            .map_err(|e| ApiError::Internal(format!("explorer result: {e}")))?;
-        for (view, qid, ms) in &records {
-            let shown = result.view(*view);
-            let (schema, batch) = protected_batch(&shown.protected_csv)
-                .map_err(|e| ApiError::Internal(format!("explorer {}: {e}", view.name())))?;
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("explorer task: {e}")))?
+    .map_err(|e| ApiError::Internal(format!("explorer: {e}")))?;
+    let ms = started.elapsed().as_millis() as u64;
+
+    // Each view's protected table is kept as a completed query of the caller.
+    let mut kept = Vec::with_capacity(View::ALL.len());
+    for (view, qid) in View::ALL.iter().zip(&qids) {
+        let shown = result.view(*view);
+        let (schema, batch) = protected_batch(&shown.protected_csv)
+            .map_err(|e| ApiError::Internal(format!("explorer {}: {e}", view.name())))?;
+        kept.push((
+            *view,
+            qid.clone(),
+            results::result_path(&app.config.state_dir, qid),
+            schema,
+            batch,
+        ));
+    }
+    // One blocking task per file, so that their fsyncs overlap.
+    let writes = kept.into_iter().map(|(view, qid, path, schema, batch)| {
+        tokio::task::spawn_blocking(move || {
             let rows = batch.num_rows() as u64;
-            let path = results::result_path(&app.config.state_dir, qid);
-            let sha256 =
-                tokio::task::spawn_blocking(move || results::write(&path, &schema, &[batch]))
-                    .await
-                    .map_err(|e| ApiError::Internal(format!("result task: {e}")))??;
-            unfinished.retain(|u| u != qid);
-            app.store.finish_query(
-                qid,
-                QueryStatus::Completed,
-                Some(rows),
-                *ms,
-                Some(&sha256),
-                None,
-            )?;
-            let event = Event::new(EventKind::ResultViewed, caller.id())
+            let sha256 = results::write(&path, &schema, &[batch])?;
+            Ok::<_, ApiError>((view, qid, rows, sha256))
+        })
+    });
+    let mut kept = Vec::with_capacity(View::ALL.len());
+    for w in writes.collect::<Vec<_>>() {
+        kept.push(
+            w.await
+                .map_err(|e| ApiError::Internal(format!("result task: {e}")))??,
+        );
+    }
+    let explorer = &loaded.explorer;
+    let mut body = serde_json::to_value(&result)
+        .map_err(|e| ApiError::Internal(format!("explorer result: {e}")))?;
+    let mut records = Vec::with_capacity(kept.len());
+    let mut viewed = Vec::with_capacity(kept.len());
+    for (view, qid, rows, sha256) in &kept {
+        let sql = explorer
+            .queries(&filters)
+            .into_iter()
+            .find(|q| q.view == *view)
+            .map(|q| q.sql)
+            .unwrap_or_default();
+        records.push(QueryRecord {
+            id: qid.clone(),
+            project: project.id.clone(),
+            user: caller.id().to_string(),
+            sql: format!(
+                "-- explorer run {run_id}, view {}: the rows this SQL defines, computed from the \
+                 snapshot's explorer index; the kept result holds only the published cells \
+                 (perturbed, rule pack {})\n{sql}",
+                view.name(),
+                explorer.pack().name,
+            ),
+            status: QueryStatus::Completed,
+            row_count: Some(*rows),
+            duration_ms: Some(ms),
+            result_sha256: Some(sha256.clone()),
+            snapshot_sha256: snapshot.sha256().to_string(),
+            error: None,
+            started_at: caller.now,
+        });
+        viewed.push(
+            Event::new(EventKind::ResultViewed, caller.id())
                 .session(caller.session.id.clone())
                 .project(project.id.clone())
                 .object(format!("query:{qid}"))
                 .payload(json!({
                     "query_id": qid, "explorer_run": run_id, "view": view.name(),
                     "rows_shown": rows, "row_count": rows, "result_sha256": sha256,
-                    "suppressed_cells": shown.suppressed_cells,
-                }));
-            audit(app, event).await?;
-            body[view.name()]["query_id"] = json!(qid);
-        }
-        Ok(body)
+                    "suppressed_cells": result.view(*view).suppressed_cells,
+                })),
+        );
+        body[view.name()]["query_id"] = json!(qid);
     }
+    // One commit for the three records.
+    app.store.insert_queries(&records)?;
+    // The three views are shown together: their entries go in one group commit.
+    let mut viewed = viewed.into_iter().map(|e| audit(&app, e));
+    if let (Some(a), Some(b), Some(c)) = (viewed.next(), viewed.next(), viewed.next()) {
+        let (a, b, c) = tokio::join!(a, b, c);
+        a?;
+        b?;
+        c?;
+    }
+    Ok(Json(json!({
+        "id": run_id,
+        "duration_ms": started.elapsed().as_millis() as u64,
+        "snapshot_sha256": snapshot.sha256(),
+        "result": body,
+    })))
 }
 
 #[cfg(test)]

@@ -1,14 +1,11 @@
 //! The explorer's work without the server: the three SQL texts of a request
-//! (`kura_explorer::Explorer::queries`, with the catalog read once) on DuckDB directly, and,
-//! for the profile, the same texts through the sandboxed engine alone and the protection step
-//! (CSV of the rows, `RawView`, perturbation and the rule pack) on its own.
+//! (`kura_explorer::Explorer::queries`, with the catalog read once) on DuckDB directly, the
+//! baseline and the reference the index's rows are compared with.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use kura_explorer::{
-    Catalog, Explorer, Feasibility, Filters, RawView, RecordHash, View, ViewQuery,
-};
+use kura_explorer::{Catalog, Explorer, Feasibility, Filters, RawView, View, ViewQuery};
 use kura_query::arrow::array::{Array, AsArray};
 use kura_query::arrow::datatypes::{Int32Type, Int64Type};
 use kura_query::arrow::record_batch::RecordBatch;
@@ -51,13 +48,6 @@ impl Direct {
         getrandom::fill(&mut key).map_err(|e| baseline_err("random key", e))?;
         let explorer = Explorer::new(&key, catalog).map_err(|e| baseline_err("explorer", e))?;
         Ok(Direct { explorer })
-    }
-
-    /// The explorer's SQL with the record hash the server turned out to use.
-    pub(super) fn with_record_hash(self, hash: RecordHash) -> Direct {
-        Direct {
-            explorer: self.explorer.with_record_hash(hash),
-        }
     }
 
     pub(super) fn filters(&self, body: &Value) -> Result<Filters, BenchError> {
