@@ -273,13 +273,26 @@ pub fn prepare_state(setup: &Setup) -> (tempfile::TempDir, PathBuf) {
 /// Starts `kura serve --config CONFIG EXTRA..` and waits for its ready line; returns the
 /// process and the origin it serves.
 pub fn spawn_serve(config: &Path, extra: &[&str]) -> (Child, String) {
+    spawn_serve_with(config, extra, &[("KURA_LOG", "warn")], Stdio::inherit())
+}
+
+/// [`spawn_serve`] with extra environment (after the caller's KURA_DATABASE_URL and OTEL_*
+/// variables are removed) and the server's stderr going to `stderr`.
+pub fn spawn_serve_with(
+    config: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    stderr: Stdio,
+) -> (Child, String) {
     let mut child = Command::new(kura_bin())
         .args(["serve", "--config", config.to_str().unwrap()])
         .args(extra)
-        .env("KURA_LOG", "warn")
         .env_remove("KURA_DATABASE_URL")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_SERVICE_NAME")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -295,7 +308,7 @@ pub fn spawn_serve(config: &Path, extra: &[&str]) -> (Child, String) {
         Ok(o) => o,
         Err(_) => {
             let _ = child.kill();
-            panic!("kura serve did not start within 60 s (see its stderr above)");
+            panic!("kura serve did not start within 60 s (see its stderr)");
         }
     };
     (child, origin)

@@ -159,6 +159,11 @@ pub fn sane_request_id(value: &str) -> bool {
 pub fn new_request_id() -> String {
     let mut b = [0u8; 16];
     fill_nonzero(&mut b);
+    uuid_v4_text(b)
+}
+
+/// 16 random bytes as a lower-case version-4 UUID (the version and variant bits set).
+pub fn uuid_v4_text(mut b: [u8; 16]) -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);

@@ -8,13 +8,11 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use kura_e2e::kura_bin;
 use kura_e2e::server::{
-    free_port, https_client, prepare_state, stop_child, Browser, Setup, PASSWORD,
+    free_port, https_client, prepare_state, spawn_serve_with, stop_child, Browser, Setup, PASSWORD,
 };
 use serde_json::{json, Value};
 
@@ -29,31 +27,9 @@ impl Served {
     fn start(setup: Setup, env: &[(&str, &str)]) -> Served {
         let (state, config) = prepare_state(&setup);
         let log = std::fs::File::create(state.path().join("server.log")).unwrap();
-        let mut child = Command::new(kura_bin())
-            .args(["serve", "--config", config.to_str().unwrap()])
-            .env("KURA_LOG", "info")
-            .env_remove("KURA_DATABASE_URL")
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .env_remove("OTEL_SERVICE_NAME")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(origin) = line.strip_prefix("kura: serving ") {
-                    let _ = tx.send(origin.to_string());
-                }
-            }
-        });
-        let Ok(origin) = rx.recv_timeout(Duration::from_secs(60)) else {
-            let _ = child.kill();
-            let log = std::fs::read_to_string(state.path().join("server.log")).unwrap_or_default();
-            panic!("kura serve did not start within 60 s:\n{log}");
-        };
+        let mut all_env = vec![("KURA_LOG", "info")];
+        all_env.extend_from_slice(env);
+        let (child, origin) = spawn_serve_with(&config, &[], &all_env, Stdio::from(log));
         Served {
             state,
             origin,

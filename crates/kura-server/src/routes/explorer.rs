@@ -361,13 +361,12 @@ async fn run_form(
         .map_err(|e| ApiError::Internal(format!("explorer result: {e}")))?;
     let mut records = Vec::with_capacity(kept.len());
     let mut viewed = Vec::with_capacity(kept.len());
+    let definitions = explorer.queries(&filters);
     for (view, qid, rows, sha256) in &kept {
-        let sql = explorer
-            .queries(&filters)
-            .into_iter()
+        let sql = definitions
+            .iter()
             .find(|q| q.view == *view)
-            .map(|q| q.sql)
-            .unwrap_or_default();
+            .map_or("", |q| q.sql.as_str());
         records.push(QueryRecord {
             id: qid.clone(),
             project: project.id.clone(),
