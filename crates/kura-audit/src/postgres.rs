@@ -15,7 +15,7 @@ mod shared;
 
 use std::time::Duration;
 
-use postgres::config::{Host, SslMode};
+use postgres::config::SslMode;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, Config, NoTls, Row};
 
@@ -63,18 +63,6 @@ pub(crate) fn pg_error(label: &str, what: &str, e: &postgres::Error) -> AuditErr
     AuditError::Store(msg)
 }
 
-fn label_of(config: &Config) -> String {
-    let host = match config.get_hosts().first() {
-        Some(Host::Tcp(h)) => h.clone(),
-        Some(Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".to_string(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let user = config.get_user().unwrap_or("");
-    let db = config.get_dbname().unwrap_or(user);
-    format!("postgres://{user}@{host}:{port}/{db}")
-}
-
 pub(crate) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -98,7 +86,7 @@ impl PgStore {
                 "{}: sslmode requires TLS, which the audit log's PostgreSQL connection does not \
                  support yet; connect through a Unix socket (host=/var/run/postgresql) or a \
                  private network",
-                label_of(&config)
+                kura_sql::label_of(&config)
             )));
         }
         if config.get_connect_timeout().is_none() {
@@ -107,7 +95,7 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("kura-audit");
         }
-        let label = label_of(&config);
+        let label = kura_sql::label_of(&config);
         let mut store = PgStore {
             config,
             label,

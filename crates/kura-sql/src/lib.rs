@@ -21,7 +21,7 @@ pub mod testing;
 
 pub use database::{Database, Tx};
 pub use error::{SqlError, SqlErrorCode};
-pub use pg::{label_of_url, Pg, PgOptions};
+pub use pg::{label_of, label_of_url, Pg, PgOptions};
 pub use row::{postgres_placeholders, Arg, Cell, Row, Sql};
 pub use sqlite::{open_sqlite, Sqlite};
 

@@ -76,7 +76,7 @@ fn backoff(attempt: usize) -> Duration {
 }
 
 /// `postgres://user@host:port/db` of a configuration: never the password.
-fn label_of(config: &Config) -> String {
+pub fn label_of(config: &Config) -> String {
     let host = match config.get_hosts().first() {
         Some(Host::Tcp(h)) => h.clone(),
         Some(Host::Unix(p)) => p.display().to_string(),
