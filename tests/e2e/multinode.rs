@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use kura_e2e::cluster::Cluster;
-use kura_e2e::server::{project, Browser, Setup, TestServer, PASSWORD};
+use kura_e2e::server::{project, serve_refused, Browser, Setup, TestServer, PASSWORD};
 use kura_e2e::{kura, kura_bin};
 use kura_sql::testing::PgSchema;
 use serde_json::{json, Value};
@@ -687,19 +687,10 @@ fn a_wrong_or_unreachable_database_url_stops_the_start_without_the_password() {
             "postgres://kura@127.0.0.1:1/kura",
         ),
     ] {
-        let config = dir.path().join("kura.toml");
-        std::fs::write(
-            &config,
-            format!("state_dir = \"state\"\nlisten = \"127.0.0.1:0\"\ndatabase_url = \"{url}\"\n"),
-        )
-        .unwrap();
-        let out = Command::new(kura_bin())
-            .args(["serve", "--config", config.to_str().unwrap()])
-            .env_remove("KURA_DATABASE_URL")
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{url}: started");
+        let said = serve_refused(
+            &dir.path().join("kura.toml"),
+            &format!("state_dir = \"state\"\nlisten = \"127.0.0.1:0\"\ndatabase_url = \"{url}\"\n"),
+        );
         assert!(said.contains(named), "{url}: {said}");
         assert!(
             !said.contains("s3cret"),

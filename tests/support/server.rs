@@ -270,6 +270,21 @@ pub fn prepare_state(setup: &Setup) -> (tempfile::TempDir, PathBuf) {
     (state, config)
 }
 
+/// Writes `text` to `config` and runs `kura serve` on it, a configuration that must be refused:
+/// the process fails before serving anything (nothing on stdout). Returns its stderr.
+pub fn serve_refused(config: &Path, text: &str) -> String {
+    std::fs::write(config, text).unwrap();
+    let out = Command::new(kura_bin())
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env_remove("KURA_DATABASE_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "started with {text:?}: {stderr}");
+    assert!(out.stdout.is_empty(), "served with {text:?}");
+    stderr
+}
+
 /// Starts `kura serve --config CONFIG EXTRA..` and waits for its ready line; returns the
 /// process and the origin it serves.
 pub fn spawn_serve(config: &Path, extra: &[&str]) -> (Child, String) {

@@ -2,10 +2,7 @@
 //! routes exactly, and a broken policy or configuration stops the start with a message naming
 //! what is wrong.
 
-use std::process::Command;
-
-use kura_e2e::kura_bin;
-use kura_e2e::server::{Setup, TestServer};
+use kura_e2e::server::{serve_refused, Setup, TestServer};
 
 #[test]
 fn health_readiness_and_an_openapi_document_that_matches_the_routes() {
@@ -79,33 +76,18 @@ fn a_broken_policy_or_configuration_stops_the_start() {
     )
     .unwrap();
     let config = dir.path().join("kura.toml");
-    std::fs::write(
+    let stderr = serve_refused(
         &config,
-        format!(
+        &format!(
             "state_dir = \"state\"\nlisten = \"127.0.0.1:0\"\nauthz_policies = \"{}\"\n",
             policies.display()
         ),
-    )
-    .unwrap();
-    let out = Command::new(kura_bin())
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    );
     assert!(stderr.contains("broken.cedar"), "{stderr}");
-    assert!(out.stdout.is_empty(), "never served");
 
-    std::fs::write(
+    let stderr = serve_refused(
         &config,
         "listen = \"127.0.0.1:0\"\n[session]\nidle_minutes = 5\n",
-    )
-    .unwrap();
-    let out = Command::new(kura_bin())
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    );
     assert!(stderr.contains("idle_minutes"), "{stderr}");
 }
