@@ -189,6 +189,32 @@ pub fn index_limits(query: kura_query::Limits) -> kura_query::Limits {
     }
 }
 
+/// Reads a snapshot's explorer index: `request` (the export statement, see
+/// [`Explorers::export_sql`], with [`index_limits`]) through `engine`, each batch into the
+/// builder. A batch that does not fit stops the query.
+pub fn read_index(
+    engine: &kura_query::QueryEngine,
+    request: &kura_query::QueryRequest<'_>,
+    audit: &dyn kura_audit::AuditSink,
+) -> Result<ExplorerIndex, IndexError> {
+    let mut builder = IndexBuilder::new();
+    let mut failed: Option<IndexError> = None;
+    let cancel = kura_query::CancelHandle::default();
+    let outcome = engine.run_streaming(request, audit, &cancel, &mut |batch| {
+        if failed.is_none() {
+            if let Err(e) = push_batch(&mut builder, batch) {
+                failed = Some(e);
+                cancel.cancel();
+            }
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    outcome?;
+    Ok(builder.finish())
+}
+
 /// Feeds the rows of one batch of the export to `builder`.
 pub fn push_batch(builder: &mut IndexBuilder, batch: &RecordBatch) -> Result<(), IndexError> {
     let names: Vec<&str> = batch

@@ -894,7 +894,6 @@ fn read_index(
     snapshot: &std::path::Path,
     limits: kura_query::Limits,
 ) -> Result<kura_explorer::ExplorerIndex, BenchError> {
-    let err = |e: &dyn std::fmt::Display| BenchError::Breakdown(format!("explorer index: {e}"));
     let sql = kura_explorer::index::export_sql(RecordHash::default());
     let request = QueryRequest {
         sql: &sql,
@@ -906,23 +905,8 @@ fn read_index(
         id: None,
         limits: Some(crate::explorer::index_limits(limits)),
     };
-    let mut builder = kura_explorer::IndexBuilder::new();
-    let mut failed = None;
-    qe.run_streaming(
-        &request,
-        &NullAudit,
-        &kura_query::CancelHandle::default(),
-        &mut |b| {
-            if failed.is_none() {
-                failed = crate::explorer::push_batch(&mut builder, b).err();
-            }
-        },
-    )
-    .map_err(|e| err(&e))?;
-    match failed {
-        Some(e) => Err(err(&e)),
-        None => Ok(builder.finish()),
-    }
+    crate::explorer::read_index(qe, &request, &NullAudit)
+        .map_err(|e| BenchError::Breakdown(format!("explorer index: {e}")))
 }
 
 /// Times the profile requests one at a time, each through every path in turn: the server with

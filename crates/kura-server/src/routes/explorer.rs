@@ -18,8 +18,8 @@ use kura_authz::{Action, Resource};
 use kura_explorer::catalog::{
     AGE_BANDS, DIAGNOSIS_CATEGORIES, INSTITUTION_BUCKETS, SEVERITIES, SEXES,
 };
-use kura_explorer::{ExplorerError, Feasibility, IndexBuilder, View};
-use kura_query::{CancelHandle, QueryRequest};
+use kura_explorer::{ExplorerError, Feasibility, View};
+use kura_query::QueryRequest;
 use kura_sdc::CheckContext;
 use kura_store::{Project, QueryRecord, QueryStatus};
 use serde_json::{json, Value};
@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 use crate::access::{authorize, visible_project};
 use crate::error::ApiError;
 use crate::explorer::{
-    index_limits, missing_columns, protected_batch, push_batch, IndexError, Loaded, INDEX_ACTOR,
+    index_limits, missing_columns, protected_batch, read_index, IndexError, Loaded, INDEX_ACTOR,
 };
 use crate::results;
 use crate::routes::catalog::codes::code_lists;
@@ -98,27 +98,8 @@ async fn load(
             id: Some(&id),
             limits: Some(index_limits(worker_app.config.query.limits())),
         };
-        let mut builder = IndexBuilder::new();
-        let mut failed: Option<IndexError> = None;
-        let cancel = CancelHandle::default();
-        let outcome = worker_app.engine.run_streaming(
-            &request,
-            worker_app.audit.as_ref(),
-            &cancel,
-            &mut |batch| {
-                if failed.is_none() {
-                    if let Err(e) = push_batch(&mut builder, batch) {
-                        failed = Some(e);
-                        cancel.cancel();
-                    }
-                }
-            },
-        );
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        outcome?;
-        Ok(worker_app.explorers.build(builder.finish())?)
+        let index = read_index(&worker_app.engine, &request, worker_app.audit.as_ref())?;
+        Ok(worker_app.explorers.build(index)?)
     })
     .await
     .map_err(|e| ApiError::Internal(format!("explorer index task: {e}")))?
