@@ -182,6 +182,9 @@ impl IndexBuilder {
                 d_vent: Dict::new(),
                 d_inst: Dict::new(),
                 d_treat: Dict::new(),
+                pref_slots: Slots::default(),
+                year_slots: Slots::default(),
+                sev_slots: Slots::default(),
             },
             last_patient: None,
         }
@@ -266,7 +269,13 @@ impl IndexBuilder {
     }
 
     pub fn finish(self) -> ExplorerIndex {
-        self.index
+        let mut ix = self.index;
+        ix.pref_slots = Slots::new(&ix.d_pref, |v| v.cloned().unwrap_or_default());
+        ix.year_slots = Slots::new(&ix.d_year, |v| v.map(i64::to_string).unwrap_or_default());
+        ix.sev_slots = Slots::new(&ix.d_sev, |v| {
+            v.cloned().unwrap_or_else(|| "unknown".to_string())
+        });
+        ix
     }
 }
 
@@ -301,6 +310,10 @@ pub struct ExplorerIndex {
     d_vent: Dict<i64>,
     d_inst: Dict<i64>,
     d_treat: Dict<String>,
+    /// The cells of the dimension columns' codes (fixed once the index is built).
+    pref_slots: Slots,
+    year_slots: Slots,
+    sev_slots: Slots,
 }
 
 /// A request compiled to tables by dictionary code (`None`: no filter).
@@ -356,6 +369,7 @@ impl Acc {
 
 /// Output labels of a dimension's codes, with codes that print the same merged into one slot
 /// (as the SQL groups on the printed value: NULL severity and `unknown` are one cell).
+#[derive(Debug, Clone, Default)]
 struct Slots {
     of_code: Vec<usize>,
     labels: Vec<String>,
@@ -397,9 +411,6 @@ const BUCKETS: [&str; 4] = ["1", "2", "3-4", "5+"];
 /// The three views being counted.
 struct Views {
     words: usize,
-    pref_slots: Slots,
-    year_slots: Slots,
-    sev_slots: Slots,
     /// Per prefecture slot, then the total.
     by_pref: Vec<Acc>,
     /// Per year slot: per severity slot, then the year's total.
@@ -410,19 +421,14 @@ struct Views {
 
 impl Views {
     fn new(ix: &ExplorerIndex) -> Views {
-        let pref_slots = Slots::new(&ix.d_pref, |v| v.cloned().unwrap_or_default());
-        let year_slots = Slots::new(&ix.d_year, |v| v.map(i64::to_string).unwrap_or_default());
-        let sev_slots = Slots::new(&ix.d_sev, |v| {
-            v.cloned().unwrap_or_else(|| "unknown".to_string())
-        });
         Views {
             words: ix.d_inst.len().div_ceil(64),
-            by_pref: vec![Acc::default(); pref_slots.labels.len() + 1],
-            by_sev: vec![vec![Acc::default(); sev_slots.labels.len() + 1]; year_slots.labels.len()],
+            by_pref: vec![Acc::default(); ix.pref_slots.labels.len() + 1],
+            by_sev: vec![
+                vec![Acc::default(); ix.sev_slots.labels.len() + 1];
+                ix.year_slots.labels.len()
+            ],
             by_inst: vec![Acc::default(); BUCKETS.len() + 1],
-            pref_slots,
-            year_slots,
-            sev_slots,
         }
     }
 
@@ -438,8 +444,8 @@ impl Views {
             if ix.inst[f] != 0 {
                 scratch.institutions.push(ix.inst[f]);
             }
-            let year = self.year_slots.of_code[usize::from(ix.year[f])];
-            let sev = self.sev_slots.of_code[usize::from(ix.sev[f])];
+            let year = ix.year_slots.of_code[usize::from(ix.year[f])];
+            let sev = ix.sev_slots.of_code[usize::from(ix.sev[f])];
             // Later forms overwrite: the year's latest form decides its severity.
             match scratch.years.iter_mut().find(|(y, _)| *y == year) {
                 Some(entry) => entry.1 = sev,
@@ -449,7 +455,7 @@ impl Views {
         scratch.institutions.sort_unstable();
         scratch.institutions.dedup();
         let inst = &scratch.institutions;
-        let pref = self.pref_slots.of_code[usize::from(ix.pref[last as usize])];
+        let pref = ix.pref_slots.of_code[usize::from(ix.pref[last as usize])];
         let total = self.by_pref.len() - 1;
         self.by_pref[pref].add(rv, inst, w);
         self.by_pref[total].add(rv, inst, w);
@@ -464,7 +470,7 @@ impl Views {
         self.by_inst[total].add(rv, inst, w);
     }
 
-    fn finish(self) -> Vec<RawView> {
+    fn finish(self, ix: &ExplorerIndex) -> Vec<RawView> {
         let total = || kura_sdc::TOTAL.to_string();
         let line = |accs: &[Acc], labels: &[String], prefix: &[String]| -> Vec<RawRow> {
             accs.iter()
@@ -477,7 +483,7 @@ impl Views {
                 })
                 .collect()
         };
-        let mut pref = line(&self.by_pref, &self.pref_slots.labels, &[]);
+        let mut pref = line(&self.by_pref, &ix.pref_slots.labels, &[]);
         let mut sev: Vec<RawRow> = self
             .by_sev
             .iter()
@@ -485,8 +491,8 @@ impl Views {
             .flat_map(|(y, accs)| {
                 line(
                     accs,
-                    &self.sev_slots.labels,
-                    &[self.year_slots.labels[y].clone()],
+                    &ix.sev_slots.labels,
+                    &[ix.year_slots.labels[y].clone()],
                 )
             })
             .collect();
@@ -682,6 +688,6 @@ impl ExplorerIndex {
             None => (0..self.forms() as u32).for_each(&mut each),
         }
         views.patient(self, &run, &mut scratch);
-        views.finish()
+        views.finish(self)
     }
 }
