@@ -5,8 +5,8 @@
 //!
 //! The synchronous client drives its own tokio runtime, which must not be started or dropped on
 //! a thread that is already running async tasks (the server calls the crates from its handlers).
-//! So every use of a connection (connecting, statements, closing) runs on a short-lived scoped
-//! thread when the caller is inside a runtime, and on the caller's thread otherwise.
+//! So every use of a connection (connecting, statements, closing) leaves the runtime first
+//! (`off_runtime`).
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -97,11 +97,18 @@ pub fn label_of_url(url: &str) -> String {
     }
 }
 
-/// Runs `f` where the synchronous client may block: on a scoped thread when the caller is
-/// inside a tokio runtime, else right here.
+/// Runs `f` where the synchronous client may block. Outside a runtime: right here. On a worker
+/// of a multi-threaded runtime (the server's handlers): here too, through `block_in_place`, which
+/// first hands the worker's other tasks to another thread, so that a statement waiting for
+/// PostgreSQL (a lock held by another node, a busy pool) never stalls the requests queued
+/// behind it on this worker. A current-thread runtime cannot hand its tasks over: a scoped
+/// thread runs `f` there.
 fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    if tokio::runtime::Handle::try_current().is_err() {
-        return f();
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Err(_) => return f(),
+        Ok(RuntimeFlavor::MultiThread) => return tokio::task::block_in_place(f),
+        Ok(_) => {}
     }
     std::thread::scope(|s| match s.spawn(f).join() {
         Ok(v) => v,
