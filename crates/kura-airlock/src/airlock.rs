@@ -239,7 +239,7 @@ impl Airlock {
         table.population_filters = context
             .map(|c| c.population_filters.clone())
             .unwrap_or_default();
-        let ledger = TxLedger::new(c);
+        let ledger = TxLedger::new(c, self.db.ledger_cache());
         let ctx = CheckContext {
             snapshot: &o.snapshot_sha256,
             ledger: Some(&ledger),

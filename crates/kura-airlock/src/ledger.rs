@@ -6,13 +6,18 @@
 //! A release's cells, its release row and its review's new state are written in one transaction
 //! (`release.rs`), after the snapshot's ledger lock (`store::lock_ledger`): a cell is recorded
 //! exactly when its release is, and two releases from one snapshot check one after the other.
+//!
+//! Checks read the ledger through [`LedgerCache`]: each process keeps every snapshot's cells
+//! indexed ([`kura_sdc::Released`]) and reads from the database only the rows added since,
+//! so a check does not cost more with every release.
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
-use kura_sdc::{LedgerError, ReleaseLedger, ReleasedCell};
+use kura_sdc::{LedgerError, ReleaseLedger, Released, ReleasedCell};
 
 use crate::error::AirlockError;
 use crate::store::{self, from_json, parse_ts, ts, AirlockDatabase, Db};
@@ -103,22 +108,86 @@ pub(crate) fn project_cells(
     .collect()
 }
 
-fn ledger_cells(c: &mut dyn Sql, snapshot: &str) -> Result<Vec<ReleasedCell>, AirlockError> {
-    c.query(
-        "SELECT release, measure, definition, value FROM airlock_ledger
+fn ledger_cell(r: &kura_sql::Row) -> Result<ReleasedCell, AirlockError> {
+    Ok(ReleasedCell {
+        release: r.text(1)?,
+        measure: r.text(2)?,
+        definition: from_json("ledger definition", &r.text(3)?)?,
+        value: r.real(4)?,
+    })
+}
+
+/// Every snapshot's released cells, indexed, as this process last read them from
+/// `airlock_ledger`, with the last `rowid` read.
+///
+/// Reading only `rowid > last` is complete because a snapshot's cells are inserted only under
+/// its ledger lock (`store::lock_ledger`; SQLite's single writer), which is held until commit,
+/// and the row ids are taken after the lock: the committed rows of one snapshot are always a
+/// prefix of its row ids (rolled-back inserts leave gaps, never later rows before earlier
+/// ones). No row is ever deleted. A transaction that inserted cells never refreshes the cache
+/// ([`TxLedger`]), so it holds committed rows only.
+#[derive(Default)]
+pub(crate) struct LedgerCache {
+    snapshots: Mutex<HashMap<String, Arc<Mutex<Cached>>>>,
+}
+
+#[derive(Default)]
+struct Cached {
+    last_rowid: i64,
+    released: Released,
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while a check held the lock leaves the index as complete as before it: the
+    // cells are added only once all of a refresh's rows have been read.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl LedgerCache {
+    /// Brings `snapshot`'s cells up to what `c` sees.
+    fn refresh(&self, c: &mut dyn Sql, snapshot: &str) -> Result<Arc<Mutex<Cached>>, AirlockError> {
+        let entry = locked(&self.snapshots)
+            .entry(snapshot.to_string())
+            .or_default()
+            .clone();
+        let mut cached = locked(&entry);
+        let rows = c.query(
+            "SELECT rowid, release, measure, definition, value FROM airlock_ledger
+             WHERE snapshot = ?1 AND rowid > ?2 ORDER BY rowid",
+            args![snapshot, cached.last_rowid],
+        )?;
+        if let Some(last) = rows.last() {
+            let last = last.int(0)?;
+            let cells = rows
+                .iter()
+                .map(ledger_cell)
+                .collect::<Result<Vec<_>, _>>()?;
+            cached.released.extend(cells);
+            cached.last_rowid = last;
+        }
+        drop(cached);
+        Ok(entry)
+    }
+}
+
+/// Calls `f` with the cells of a refreshed entry. Checks of one snapshot take turns on its
+/// lock; a refresh waits for them rather than copy the index.
+fn with_entry(entry: &Mutex<Cached>, f: &mut dyn FnMut(&Released)) {
+    f(&locked(entry).released);
+}
+
+/// Every cell released from `snapshot`, read whole (a transaction that wrote cells of its own).
+fn ledger_cells(c: &mut dyn Sql, snapshot: &str) -> Result<Released, AirlockError> {
+    let rows = c.query(
+        "SELECT rowid, release, measure, definition, value FROM airlock_ledger
          WHERE snapshot = ?1 ORDER BY rowid",
         args![snapshot],
-    )?
-    .iter()
-    .map(|r| {
-        Ok(ReleasedCell {
-            release: r.text(0)?,
-            measure: r.text(1)?,
-            definition: from_json("ledger definition", &r.text(2)?)?,
-            value: r.real(3)?,
-        })
-    })
-    .collect()
+    )?;
+    let cells = rows
+        .iter()
+        .map(ledger_cell)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Released::new(cells))
 }
 
 /// Records a release's cells. Call in the release's write transaction, after the snapshot's
@@ -145,26 +214,51 @@ fn ledger_error(e: AirlockError) -> LedgerError {
 
 /// The ledger seen through an open transaction (used by submission, the report and the
 /// release, so that checking and recording see the same ledger).
-pub(crate) struct TxLedger<'a, 'c>(RefCell<&'a mut (dyn Sql + 'c)>);
+pub(crate) struct TxLedger<'a, 'c> {
+    c: RefCell<&'a mut (dyn Sql + 'c)>,
+    cache: &'a LedgerCache,
+    /// Cells recorded in this transaction: from then on reads bypass the cache, which must not
+    /// hold rows that may still roll back.
+    wrote: bool,
+}
 
 impl<'a, 'c> TxLedger<'a, 'c> {
-    pub(crate) fn new(c: &'a mut (dyn Sql + 'c)) -> Self {
-        TxLedger(RefCell::new(c))
+    pub(crate) fn new(c: &'a mut (dyn Sql + 'c), cache: &'a LedgerCache) -> Self {
+        TxLedger {
+            c: RefCell::new(c),
+            cache,
+            wrote: false,
+        }
     }
 }
 
 impl ReleaseLedger for TxLedger<'_, '_> {
-    fn released(&self, snapshot: &str) -> Result<Vec<ReleasedCell>, LedgerError> {
+    fn with_released(
+        &self,
+        snapshot: &str,
+        f: &mut dyn FnMut(&Released),
+    ) -> Result<(), LedgerError> {
         let mut c = self
-            .0
+            .c
             .try_borrow_mut()
             .map_err(|_| LedgerError("airlock_ledger: read while being written".into()))?;
-        ledger_cells(&mut **c, snapshot).map_err(ledger_error)
+        if self.wrote {
+            let released = ledger_cells(&mut **c, snapshot).map_err(ledger_error)?;
+            f(&released);
+            return Ok(());
+        }
+        let entry = self
+            .cache
+            .refresh(&mut **c, snapshot)
+            .map_err(ledger_error)?;
+        with_entry(&entry, f);
+        Ok(())
     }
 
     /// Call inside a write transaction that took the snapshot's ledger lock before checking.
     fn record(&mut self, snapshot: &str, cells: Vec<ReleasedCell>) -> Result<(), LedgerError> {
-        insert_cells(&mut **self.0.get_mut(), snapshot, &cells).map_err(ledger_error)
+        self.wrote = true;
+        insert_cells(&mut **self.c.get_mut(), snapshot, &cells).map_err(ledger_error)
     }
 }
 
@@ -173,10 +267,18 @@ impl ReleaseLedger for TxLedger<'_, '_> {
 pub(crate) struct DbLedger<'d>(pub(crate) &'d Db);
 
 impl ReleaseLedger for DbLedger<'_> {
-    fn released(&self, snapshot: &str) -> Result<Vec<ReleasedCell>, LedgerError> {
-        self.0
-            .read(|c| ledger_cells(c, snapshot))
-            .map_err(ledger_error)
+    fn with_released(
+        &self,
+        snapshot: &str,
+        f: &mut dyn FnMut(&Released),
+    ) -> Result<(), LedgerError> {
+        let db = self.0;
+        // The check runs after the read transaction, holding no connection.
+        let entry = db
+            .read(|c| db.ledger_cache().refresh(c, snapshot))
+            .map_err(ledger_error)?;
+        with_entry(&entry, f);
+        Ok(())
     }
 
     /// All cells or none, after the releases from `snapshot` that committed before.
@@ -220,12 +322,61 @@ impl PersistentLedger {
 }
 
 impl ReleaseLedger for PersistentLedger {
-    fn released(&self, snapshot: &str) -> Result<Vec<ReleasedCell>, LedgerError> {
-        DbLedger(&self.db).released(snapshot)
+    fn with_released(
+        &self,
+        snapshot: &str,
+        f: &mut dyn FnMut(&Released),
+    ) -> Result<(), LedgerError> {
+        DbLedger(&self.db).with_released(snapshot, f)
     }
 
     /// All cells or none (one transaction).
     fn record(&mut self, snapshot: &str, cells: Vec<ReleasedCell>) -> Result<(), LedgerError> {
         DbLedger(&self.db).record(snapshot, cells)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn cell(release: &str) -> ReleasedCell {
+        ReleasedCell {
+            release: release.to_string(),
+            measure: "patients".to_string(),
+            definition: BTreeSet::from(["pref=13".to_string()]),
+            value: 40.0,
+        }
+    }
+
+    /// A transaction that recorded cells sees them, but they never reach the index: after a
+    /// rollback no check compares with them, and later cells are still read.
+    #[test]
+    fn cells_of_a_rolled_back_transaction_never_enter_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), &store::AirlockDatabase::StateDir).unwrap();
+        let seen = db
+            .write(|c| -> Result<usize, AirlockError> {
+                let mut ledger = TxLedger::new(c, db.ledger_cache());
+                ledger.record("snap", vec![cell("rolled-back")]).unwrap();
+                let seen = ledger.released("snap").unwrap().len();
+                Err(AirlockError::Invalid(format!(
+                    "rolled back after seeing {seen}"
+                )))
+            })
+            .unwrap_err();
+        assert!(seen.to_string().contains("after seeing 1"), "{seen}");
+        assert!(DbLedger(&db).released("snap").unwrap().is_empty());
+
+        DbLedger(&db).record("snap", vec![cell("kept")]).unwrap();
+        let releases: Vec<String> = DbLedger(&db)
+            .released("snap")
+            .unwrap()
+            .into_iter()
+            .map(|c| c.release)
+            .collect();
+        assert_eq!(releases, ["kept"]);
     }
 }

@@ -3,10 +3,7 @@
 //! snapshot, the SQL and hashes, and the overlaps with the project's earlier releases. It is
 //! serialisable to JSON for the UI.
 
-use std::collections::{BTreeSet, HashMap};
-
-use kura_sdc::ledger::NestIndex;
-use kura_sdc::{MeasureKind, ReleasedCell, Report, StagedTable};
+use kura_sdc::{MeasureKind, Released, Report, StagedTable};
 use serde::Serialize;
 
 use crate::airlock::{load, Airlock};
@@ -137,22 +134,7 @@ fn overlaps(
         .iter()
         .filter(|p| p.cell.release != this_release)
         .collect();
-    let cells: Vec<ReleasedCell> = released.iter().map(|p| p.cell.clone()).collect();
-    let index = NestIndex::new(&cells);
-    let mut exact: HashMap<(&str, &BTreeSet<String>), Vec<usize>> = HashMap::new();
-    for (i, c) in cells.iter().enumerate() {
-        exact
-            .entry((c.measure.as_str(), &c.definition))
-            .or_default()
-            .push(i);
-    }
-    // NestIndex answers with references into `cells`: map them back to indexes by address.
-    let index_of: HashMap<*const ReleasedCell, usize> = cells
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c as *const ReleasedCell, i))
-        .collect();
-    let position = |c: &ReleasedCell| index_of.get(&(c as *const ReleasedCell)).copied();
+    let index = Released::new(released.iter().map(|p| p.cell.clone()));
     let mut out = Vec::new();
     for (m, measure) in table.measures.iter().enumerate() {
         if measure.kind != MeasureKind::Count {
@@ -161,16 +143,8 @@ fn overlaps(
         for (r, row) in table.rows.iter().enumerate() {
             let def = table.definition(r);
             let value = row.values.get(m).copied().unwrap_or(0.0);
-            let same = exact
-                .get(&(measure.name.as_str(), &def))
-                .cloned()
-                .unwrap_or_default();
-            let nested = index
-                .nested(&measure.name, &def)
-                .into_iter()
-                .filter_map(position);
-            for i in same.into_iter().chain(nested) {
-                let c = &cells[i];
+            for i in index.related(&measure.name, &def) {
+                let c = &index.cells()[i];
                 let p = released[i];
                 let relation = if c.definition == def {
                     Relation::Same

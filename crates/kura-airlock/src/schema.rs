@@ -6,7 +6,8 @@
 //!
 //! Votes and ledger cells are read back in the order they were written, which SQLite gives by
 //! its implicit `rowid`. PostgreSQL has none, so its two tables get an identity column of that
-//! name: `ORDER BY rowid` is then the same statement on both. Other crates own `ctl_*`
+//! name: `ORDER BY rowid` is then the same statement on both (and an index on `(snapshot, rowid)`
+//! for reading a snapshot's newest ledger rows). Other crates own `ctl_*`
 //! (kura-store) and `audit_*` (kura-audit); this module touches only `airlock_*`.
 
 use kura_sql::schema::{fill, POSTGRES, SQLITE};
@@ -80,20 +81,30 @@ CREATE TABLE IF NOT EXISTS airlock_ledger ({rowid}
     value           {real} NOT NULL
 );
 CREATE INDEX IF NOT EXISTS airlock_ledger_by_snapshot ON airlock_ledger(snapshot);
-CREATE INDEX IF NOT EXISTS airlock_ledger_by_release ON airlock_ledger(release);
+CREATE INDEX IF NOT EXISTS airlock_ledger_by_release ON airlock_ledger(release);{ledger_order}
 ";
 
 /// The tables in SQLite's types (as before PostgreSQL was supported).
 pub(crate) fn sqlite() -> String {
-    fill(SCHEMA, &SQLITE).replace("{rowid}", "")
+    fill(SCHEMA, &SQLITE)
+        .replace("{rowid}", "")
+        .replace("{ledger_order}", "")
 }
 
 /// The tables in PostgreSQL's types.
 pub(crate) fn postgres() -> String {
-    fill(SCHEMA, &POSTGRES).replace(
-        "{rowid}",
-        "\n    rowid           BIGINT GENERATED ALWAYS AS IDENTITY,",
-    )
+    fill(SCHEMA, &POSTGRES)
+        .replace(
+            "{rowid}",
+            "\n    rowid           BIGINT GENERATED ALWAYS AS IDENTITY,",
+        )
+        // The ledger cache reads a snapshot's rows after the last it read (SQLite's index on
+        // `snapshot` holds the rowid already).
+        .replace(
+            "{ledger_order}",
+            "\nCREATE INDEX IF NOT EXISTS airlock_ledger_by_snapshot_rowid \
+             ON airlock_ledger(snapshot, rowid);",
+        )
 }
 
 /// Creates the tables on PostgreSQL, one node at a time.
@@ -109,6 +120,6 @@ mod tests {
         assert!(!s.contains('{') && !s.contains("rowid"), "{s}");
         assert!(s.contains("value           REAL NOT NULL"), "{s}");
         let p = super::postgres();
-        assert!(!p.contains('{') && p.matches("rowid").count() == 2, "{p}");
+        assert!(!p.contains('{') && p.matches("rowid").count() == 4, "{p}");
     }
 }

@@ -25,6 +25,7 @@ use kura_sql::{args, Database, PgOptions, Sql, Tx};
 use sha2::{Digest, Sha256};
 
 use crate::error::AirlockError;
+use crate::ledger::LedgerCache;
 use crate::schema;
 
 /// Where the airlock's tables live, as configured.
@@ -63,9 +64,10 @@ impl fmt::Debug for AirlockDatabase {
     }
 }
 
-/// The airlock's tables on one database.
+/// The airlock's tables on one database, and this process's index of their release ledger.
 pub(crate) struct Db {
     db: Database,
+    ledger: LedgerCache,
 }
 
 impl Db {
@@ -94,7 +96,15 @@ impl Db {
                 Database::open_postgres(url, options, schema::ensure_postgres)?
             }
         };
-        Ok(Db { db })
+        Ok(Db {
+            db,
+            ledger: LedgerCache::default(),
+        })
+    }
+
+    /// The released cells of each snapshot as this process last read them.
+    pub(crate) fn ledger_cache(&self) -> &LedgerCache {
+        &self.ledger
     }
 
     /// The SQLite file, or `postgres://user@host:port/db` (no password): for messages.

@@ -153,8 +153,58 @@ fn reviews_are_counted_by_state(f: Fixture) {
     assert_eq!(count(State::Released), Some(0));
 }
 
+/// A node keeps each snapshot's released cells indexed and reads only newer rows: cells another
+/// node records after the index was built are seen by the next check, in order, and the check
+/// catches differencing against them.
+fn a_node_sees_cells_recorded_by_another_after_its_index_was_built(f: Fixture) {
+    let node_a = f.open_airlock();
+    let mut node_b = f.ledger();
+    node_b
+        .record("snap-a", vec![cell("r1", &["pref=13"], 40.0)])
+        .unwrap();
+    let released = |a: &Airlock| a.with_ledger(|l| l.released("snap-a").unwrap());
+    assert_eq!(released(&node_a).len(), 1);
+    node_b
+        .record(
+            "snap-a",
+            vec![cell("r2", &[], 43.0), cell("r2", &["pref=27"], 3.0)],
+        )
+        .unwrap();
+    node_b
+        .record("snap-b", vec![cell("r3", &[], 43.0)])
+        .unwrap();
+    let releases: Vec<String> = released(&node_a).into_iter().map(|c| c.release).collect();
+    assert_eq!(releases, ["r1", "r2", "r2"]);
+
+    // Tokyo = 40 again is no news; but 43 released for everyone minus 40 leaves 3 outside Tokyo.
+    let table = kura_sdc::csv_input::parse_csv(
+        "dim:pref,count:patients,institutions:k\n13,40,5\n",
+        "new.csv",
+    )
+    .unwrap();
+    let pack = kura_sdc::RulePack::builtin("japan-rare-disease").unwrap();
+    let report = node_a.with_ledger(|l| {
+        let ctx = kura_sdc::CheckContext {
+            snapshot: "snap-a",
+            ledger: Some(l),
+        };
+        kura_sdc::check(&table, &pack, &ctx).unwrap()
+    });
+    let reasons: Vec<&str> = report
+        .cell(0, 0)
+        .unwrap()
+        .failures
+        .iter()
+        .filter(|x| x.rule == kura_sdc::RuleId::Differencing)
+        .map(|x| x.reason.as_str())
+        .collect();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].contains("release r2"), "{}", reasons[0]);
+}
+
 on_both!(
     the_ledger_keeps_cells_exactly_and_in_order,
+    a_node_sees_cells_recorded_by_another_after_its_index_was_built,
     works_from_inside_an_async_runtime,
     the_airlock_names_its_database,
     reviews_are_counted_by_state,

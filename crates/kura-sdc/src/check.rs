@@ -7,7 +7,7 @@
 use std::collections::{BTreeSet, HashSet};
 
 use crate::error::SdcError;
-use crate::ledger::{NestIndex, ReleaseLedger, ReleasedCell};
+use crate::ledger::{ReleaseLedger, Released};
 use crate::pack::{BandMin, Rule, RulePack};
 use crate::report::{format_value, protect, Action, CellReport, Failure, Report, RuleId};
 use crate::secondary;
@@ -70,27 +70,29 @@ pub fn check(
     for rule in &pack.rules {
         primary(table, rule, &mut report.cells);
     }
-    if let (Some(rule), Some(ledger)) = (
-        pack.rule(|r| match r {
-            Rule::Differencing { min, zero_allowed } => Some((*min, *zero_allowed)),
-            _ => None,
-        }),
-        ctx.ledger,
-    ) {
-        let released = ledger.released(ctx.snapshot)?;
-        differencing(table, &released, rule, &mut report.cells);
-    }
-    if let Some(assume_public) = pack.rule(|r| match r {
+    let differencing_rule = pack.rule(|r| match r {
+        Rule::Differencing { min, zero_allowed } => Some((*min, *zero_allowed)),
+        _ => None,
+    });
+    let secondary_rule = pack.rule(|r| match r {
         Rule::Secondary {
             assume_public_totals,
         } => Some(*assume_public_totals),
         _ => None,
-    }) {
-        let released = match ctx.ledger {
-            Some(l) => l.released(ctx.snapshot)?,
-            None => Vec::new(),
-        };
-        secondary_suppression(table, assume_public, &released, &mut report.cells);
+    });
+    let cells = &mut report.cells;
+    let mut against = |released: &Released| {
+        if let Some(rule) = differencing_rule {
+            differencing(table, released, rule, cells);
+        }
+        if let Some(assume_public) = secondary_rule {
+            secondary_suppression(table, assume_public, released, cells);
+        }
+    };
+    match ctx.ledger {
+        Some(ledger) => ledger.with_released(ctx.snapshot, &mut against)?,
+        // Nothing released to compare with: differencing finds nothing.
+        None => against(&Released::default()),
     }
     for c in &mut report.cells {
         if !c.failures.is_empty() {
@@ -359,20 +361,19 @@ fn contributors(table: &StagedTable, row: usize) -> Option<(Vec<f64>, f64)> {
 
 fn differencing(
     table: &StagedTable,
-    released: &[ReleasedCell],
+    released: &Released,
     (min, zero_allowed): (u64, bool),
     cells: &mut [CellReport],
 ) {
     if released.is_empty() {
         return;
     }
-    let index = NestIndex::new(released);
     for c in cells.iter_mut() {
         if !c.failures.is_empty() || table.measures[c.measure].kind != MeasureKind::Count {
             continue;
         }
         let def = table.definition(c.row);
-        for other in index.nested(&c.measure_name, &def) {
+        for other in released.nested(&c.measure_name, &def) {
             let d = (other.value - c.value).abs();
             if d < min as f64 && !(d == 0.0 && zero_allowed) {
                 let (outer, inner) = if other.definition.len() < def.len() {
@@ -408,14 +409,10 @@ fn differencing(
 fn secondary_suppression(
     table: &StagedTable,
     assume_public: bool,
-    released: &[ReleasedCell],
+    released: &Released,
     cells: &mut [CellReport],
 ) {
     let nm = table.measures.len();
-    let released_defs: HashSet<(&str, &BTreeSet<String>)> = released
-        .iter()
-        .map(|c| (c.measure.as_str(), &c.definition))
-        .collect();
     for (m, measure) in table.measures.iter().enumerate() {
         if measure.kind != MeasureKind::Count {
             continue;
@@ -428,7 +425,7 @@ fn secondary_suppression(
             if let (Some(d), Some(r)) = (table.dimensions.get(dim), table.rows.get(row)) {
                 def.remove(&format!("{}={}", d.to_lowercase(), r.dims[dim]));
             }
-            released_defs.contains(&(measure.name.as_str(), &def))
+            released.contains(&measure.name, &def)
         };
         let groups = secondary::groups(table, &external);
         let values: Vec<f64> = table.rows.iter().map(|r| r.values[m]).collect();

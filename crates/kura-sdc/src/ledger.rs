@@ -47,18 +47,39 @@ pub struct LedgerError(pub String);
 /// Everything released from each snapshot. The server persists it; [`InMemoryLedger`] is for
 /// tests and the command line.
 pub trait ReleaseLedger {
-    fn released(&self, snapshot: &str) -> Result<Vec<ReleasedCell>, LedgerError>;
+    /// Calls `f` once with the cells released from `snapshot`, indexed.
+    fn with_released(
+        &self,
+        snapshot: &str,
+        f: &mut dyn FnMut(&Released),
+    ) -> Result<(), LedgerError>;
+
     fn record(&mut self, snapshot: &str, cells: Vec<ReleasedCell>) -> Result<(), LedgerError>;
+
+    /// A copy of the cells released from `snapshot`, in the order they were recorded.
+    fn released(&self, snapshot: &str) -> Result<Vec<ReleasedCell>, LedgerError> {
+        let mut out = Vec::new();
+        self.with_released(snapshot, &mut |r| out = r.cells().to_vec())?;
+        Ok(out)
+    }
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct InMemoryLedger {
-    by_snapshot: HashMap<String, Vec<ReleasedCell>>,
+    by_snapshot: HashMap<String, Released>,
 }
 
 impl ReleaseLedger for InMemoryLedger {
-    fn released(&self, snapshot: &str) -> Result<Vec<ReleasedCell>, LedgerError> {
-        Ok(self.by_snapshot.get(snapshot).cloned().unwrap_or_default())
+    fn with_released(
+        &self,
+        snapshot: &str,
+        f: &mut dyn FnMut(&Released),
+    ) -> Result<(), LedgerError> {
+        match self.by_snapshot.get(snapshot) {
+            Some(r) => f(r),
+            None => f(&Released::default()),
+        }
+        Ok(())
     }
 
     fn record(&mut self, snapshot: &str, cells: Vec<ReleasedCell>) -> Result<(), LedgerError> {
@@ -71,91 +92,242 @@ impl ReleaseLedger for InMemoryLedger {
 }
 
 /// Definitions with more predicates than this are compared pairwise instead of through the
-/// subset index (2^n subsets per cell).
+/// subset index (2^n subsets per definition).
 const SUBSET_INDEX_LIMIT: usize = 10;
 
-/// Index over released cells answering "which released cells are nested with this definition".
-pub struct NestIndex<'a> {
-    cells: &'a [ReleasedCell],
-    exact: HashMap<(&'a str, &'a BTreeSet<String>), Vec<usize>>,
-    /// (measure, subset) -> released cells whose definition contains that subset strictly.
-    supersets: HashMap<(&'a str, Vec<&'a str>), Vec<usize>>,
+/// A measure or a definition as interned predicate numbers, in the definition's (sorted) order.
+type Key = (u32, Vec<u32>);
+
+/// The cells of one measure and definition.
+#[derive(Debug, Clone)]
+struct Group {
+    key: Key,
+    /// Every cell of the group, as positions in [`Released::cells`], in release order.
+    cells: Vec<usize>,
+    /// The first cell of each distinct value: the only ones the checks compare with.
+    distinct: Vec<usize>,
+}
+
+/// The cells released from one snapshot, indexed by nesting of their definitions: what
+/// differencing and secondary suppression compare a new table with, and what the checkers'
+/// overlap report lists.
+///
+/// It grows by [`Released::extend`] (the server keeps one per snapshot and adds each release's
+/// cells as they appear in the ledger) and never shrinks. Cells of one measure and definition
+/// form a group; a check compares with one cell per distinct value of a group, so a table
+/// released again adds nothing to compare, and a check costs what the distinct populations
+/// cost, not what the number of releases does.
+#[derive(Debug, Clone, Default)]
+pub struct Released {
+    cells: Vec<ReleasedCell>,
+    /// Measures and predicates, numbered in order of appearance.
+    symbols: HashMap<String, u32>,
+    groups: Vec<Group>,
+    by_key: HashMap<Key, usize>,
+    /// (measure, strict subset) -> groups whose definition strictly contains that subset.
+    supersets: HashMap<Key, Vec<usize>>,
+    /// Groups whose definition is too long for the subset index.
     large: Vec<usize>,
 }
 
-impl<'a> NestIndex<'a> {
-    pub fn new(cells: &'a [ReleasedCell]) -> Self {
-        let mut exact: HashMap<(&str, &BTreeSet<String>), Vec<usize>> = HashMap::new();
-        let mut supersets: HashMap<(&str, Vec<&str>), Vec<usize>> = HashMap::new();
-        let mut large = Vec::new();
-        for (i, c) in cells.iter().enumerate() {
-            exact
-                .entry((c.measure.as_str(), &c.definition))
-                .or_default()
-                .push(i);
-            if c.definition.len() > SUBSET_INDEX_LIMIT {
-                large.push(i);
-                continue;
-            }
-            let items: Vec<&str> = c.definition.iter().map(String::as_str).collect();
-            for subset in strict_subsets(&items) {
-                supersets
-                    .entry((c.measure.as_str(), subset))
-                    .or_default()
-                    .push(i);
-            }
-        }
-        NestIndex {
-            cells,
-            exact,
-            supersets,
-            large,
+impl Released {
+    pub fn new(cells: impl IntoIterator<Item = ReleasedCell>) -> Released {
+        let mut r = Released::default();
+        r.extend(cells);
+        r
+    }
+
+    /// Adds cells released after those already here.
+    pub fn extend(&mut self, cells: impl IntoIterator<Item = ReleasedCell>) {
+        for cell in cells {
+            self.push(cell);
         }
     }
 
-    /// Released cells of `measure` nested with `definition` (strict subset or strict superset).
-    pub fn nested(&self, measure: &str, definition: &BTreeSet<String>) -> Vec<&'a ReleasedCell> {
-        let mut out: Vec<usize> = Vec::new();
-        let items: Vec<&str> = definition.iter().map(String::as_str).collect();
-        // Released cells whose definition is a strict superset of ours (sub-populations).
-        if let Some(v) = self.supersets.get(&(measure, items.clone())) {
-            out.extend(v);
+    fn push(&mut self, cell: ReleasedCell) {
+        let position = self.cells.len();
+        let key = (
+            self.intern(&cell.measure),
+            cell.definition.iter().map(|p| self.intern(p)).collect(),
+        );
+        let group = match self.by_key.get(&key) {
+            Some(&g) => g,
+            None => self.add_group(key),
+        };
+        let g = &mut self.groups[group];
+        g.cells.push(position);
+        let value = cell.value.to_bits();
+        if !g
+            .distinct
+            .iter()
+            .any(|&i| self.cells[i].value.to_bits() == value)
+        {
+            g.distinct.push(position);
         }
+        self.cells.push(cell);
+    }
+
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&n) = self.symbols.get(s) {
+            return n;
+        }
+        let n = self.symbols.len() as u32;
+        self.symbols.insert(s.to_string(), n);
+        n
+    }
+
+    fn add_group(&mut self, key: Key) -> usize {
+        let g = self.groups.len();
+        if key.1.len() > SUBSET_INDEX_LIMIT {
+            self.large.push(g);
+        } else {
+            for subset in strict_subsets(&key.1) {
+                self.supersets.entry((key.0, subset)).or_default().push(g);
+            }
+        }
+        self.by_key.insert(key.clone(), g);
+        self.groups.push(Group {
+            key,
+            cells: Vec::new(),
+            distinct: Vec::new(),
+        });
+        g
+    }
+
+    /// Every cell, in the order recorded.
+    pub fn cells(&self) -> &[ReleasedCell] {
+        &self.cells
+    }
+
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    /// Whether a cell of `measure` with exactly this definition was released.
+    pub fn contains(&self, measure: &str, definition: &BTreeSet<String>) -> bool {
+        self.lookup(measure, definition)
+            .is_some_and(|(m, items)| match full_key(m, &items) {
+                Some(key) => self.by_key.contains_key(&key),
+                None => false,
+            })
+    }
+
+    /// Released cells of `measure` nested with `definition` (strict subset or strict superset),
+    /// one per distinct definition and value (the first released), in release order.
+    pub fn nested(&self, measure: &str, definition: &BTreeSet<String>) -> Vec<&ReleasedCell> {
+        let mut out: Vec<usize> = self
+            .nested_groups(measure, definition)
+            .into_iter()
+            .flat_map(|g| self.groups[g].distinct.iter().copied())
+            .collect();
+        out.sort_unstable();
+        out.into_iter().map(|i| &self.cells[i]).collect()
+    }
+
+    /// Positions in [`Released::cells`] of every released cell of `measure` whose definition
+    /// equals `definition` or is nested with it, ascending.
+    pub fn related(&self, measure: &str, definition: &BTreeSet<String>) -> Vec<usize> {
+        let mut groups = self.nested_groups(measure, definition);
+        if let Some((m, items)) = self.lookup(measure, definition) {
+            if let Some(&g) = full_key(m, &items).and_then(|k| self.by_key.get(&k)) {
+                groups.push(g);
+            }
+        }
+        let mut out: Vec<usize> = groups
+            .into_iter()
+            .flat_map(|g| self.groups[g].cells.iter().copied())
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// The measure's number and each predicate's (`None`: never released), or `None` when the
+    /// measure was never released.
+    fn lookup(
+        &self,
+        measure: &str,
+        definition: &BTreeSet<String>,
+    ) -> Option<(u32, Vec<Option<u32>>)> {
+        let m = *self.symbols.get(measure)?;
+        Some((
+            m,
+            definition
+                .iter()
+                .map(|p| self.symbols.get(p.as_str()).copied())
+                .collect(),
+        ))
+    }
+
+    /// Groups of `measure` whose definition is a strict subset or a strict superset of
+    /// `definition`, each once.
+    fn nested_groups(&self, measure: &str, definition: &BTreeSet<String>) -> Vec<usize> {
+        let Some((m, items)) = self.lookup(measure, definition) else {
+            return Vec::new();
+        };
+        let mut out: Vec<usize> = Vec::new();
+        let full = full_key(m, &items);
+        // Strict supersets (sub-populations): none contains a predicate never released.
+        if let Some(key) = &full {
+            if let Some(v) = self.supersets.get(key) {
+                out.extend(v);
+            }
+            for &g in &self.large {
+                let k = &self.groups[g].key;
+                if k.0 == m && k.1.len() > key.1.len() && is_subset(&key.1, &k.1) {
+                    out.push(g);
+                }
+            }
+        }
+        // Strict subsets (super-populations).
         if items.len() <= SUBSET_INDEX_LIMIT {
-            // Released cells whose definition is a strict subset of ours (super-populations).
-            for subset in strict_subsets(&items) {
-                let set: BTreeSet<String> = subset.iter().map(|s| s.to_string()).collect();
-                if let Some(v) = self.exact.get(&(measure, &set)) {
-                    out.extend(v);
+            let all = (1u32 << items.len()) - 1;
+            'subsets: for mask in 0..all {
+                let mut subset = Vec::new();
+                for (b, item) in items.iter().enumerate() {
+                    if mask & (1 << b) != 0 {
+                        match item {
+                            Some(p) => subset.push(*p),
+                            // Released definitions hold only released predicates.
+                            None => continue 'subsets,
+                        }
+                    }
+                }
+                if let Some(&g) = self.by_key.get(&(m, subset)) {
+                    out.push(g);
                 }
             }
         } else {
-            for (i, c) in self.cells.iter().enumerate() {
-                if c.measure == measure
-                    && c.definition.len() < definition.len()
-                    && c.definition.is_subset(definition)
-                {
-                    out.push(i);
+            let known: Vec<u32> = items.iter().flatten().copied().collect();
+            for (g, group) in self.groups.iter().enumerate() {
+                let k = &group.key;
+                if k.0 == m && k.1.len() < items.len() && k.1.iter().all(|p| known.contains(p)) {
+                    out.push(g);
                 }
-            }
-        }
-        for &i in &self.large {
-            let c = &self.cells[i];
-            if c.measure == measure
-                && c.definition.len() > definition.len()
-                && definition.is_subset(&c.definition)
-            {
-                out.push(i);
             }
         }
         out.sort_unstable();
         out.dedup();
-        out.into_iter().map(|i| &self.cells[i]).collect()
+        out
     }
 }
 
-/// Every strict subset of `items` (which is sorted), each sorted.
-fn strict_subsets<'s>(items: &[&'s str]) -> Vec<Vec<&'s str>> {
+/// The key of a definition whose every predicate was released.
+fn full_key(m: u32, items: &[Option<u32>]) -> Option<Key> {
+    let items: Option<Vec<u32>> = items.iter().copied().collect();
+    items.map(|i| (m, i))
+}
+
+/// Whether every predicate of `small` is in `big`.
+fn is_subset(small: &[u32], big: &[u32]) -> bool {
+    small.iter().all(|p| big.contains(p))
+}
+
+/// Every strict subset of `items`, each in `items`' order.
+fn strict_subsets(items: &[u32]) -> Vec<Vec<u32>> {
     let n = items.len();
     let full = (1u32 << n) - 1;
     (0..full)

@@ -24,7 +24,7 @@ pub mod table;
 
 pub use check::{check, CheckContext};
 pub use error::SdcError;
-pub use ledger::{InMemoryLedger, LedgerError, ReleaseLedger, ReleasedCell};
+pub use ledger::{InMemoryLedger, LedgerError, ReleaseLedger, Released, ReleasedCell};
 pub use pack::{Rule, RulePack};
 pub use report::{Action, CellReport, Failure, Report, RuleId};
 pub use table::{Contributors, Measure, MeasureKind, Row, RowMeta, StagedTable, TOTAL};
