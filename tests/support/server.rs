@@ -427,6 +427,18 @@ impl TestServer {
     pub fn stop(&mut self) -> std::process::ExitStatus {
         stop_child(&mut self.child.take().unwrap())
     }
+
+    /// The `kura serve` process's resident memory in MiB (`VmRSS`).
+    pub fn rss_mib(&self) -> f64 {
+        let pid = self.child.as_ref().expect("the server runs").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status");
+        kib / 1024.0
+    }
 }
 
 impl TestServer {

@@ -2,6 +2,7 @@
 //! `cmd/`; all domain logic lives in the library crates.
 
 mod cmd;
+mod malloc;
 
 use std::process::ExitCode;
 

@@ -48,6 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// Serves until a signal; prints one line `kura: serving <origin>` on stdout when ready.
 pub fn serve(config: ServerConfig) -> anyhow::Result<ExitCode> {
+    crate::malloc::return_large_blocks();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
