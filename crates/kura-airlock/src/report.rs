@@ -144,8 +144,8 @@ fn overlaps(
             let def = table.definition(r);
             let value = row.values.get(m).copied().unwrap_or(0.0);
             for i in index.related(&measure.name, &def) {
-                let c = &index.cells()[i];
                 let p = released[i];
+                let c = &p.cell;
                 let relation = if c.definition == def {
                     Relation::Same
                 } else if c.definition.is_subset(&def) {

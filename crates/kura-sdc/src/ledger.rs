@@ -56,17 +56,13 @@ pub trait ReleaseLedger {
 
     fn record(&mut self, snapshot: &str, cells: Vec<ReleasedCell>) -> Result<(), LedgerError>;
 
-    /// A copy of the cells released from `snapshot`, in the order they were recorded.
-    fn released(&self, snapshot: &str) -> Result<Vec<ReleasedCell>, LedgerError> {
-        let mut out = Vec::new();
-        self.with_released(snapshot, &mut |r| out = r.cells().to_vec())?;
-        Ok(out)
-    }
+    /// Every cell recorded for `snapshot`, in the order recorded.
+    fn released(&self, snapshot: &str) -> Result<Vec<ReleasedCell>, LedgerError>;
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct InMemoryLedger {
-    by_snapshot: HashMap<String, Released>,
+    by_snapshot: HashMap<String, (Vec<ReleasedCell>, Released)>,
 }
 
 impl ReleaseLedger for InMemoryLedger {
@@ -76,18 +72,25 @@ impl ReleaseLedger for InMemoryLedger {
         f: &mut dyn FnMut(&Released),
     ) -> Result<(), LedgerError> {
         match self.by_snapshot.get(snapshot) {
-            Some(r) => f(r),
+            Some((_, r)) => f(r),
             None => f(&Released::default()),
         }
         Ok(())
     }
 
     fn record(&mut self, snapshot: &str, cells: Vec<ReleasedCell>) -> Result<(), LedgerError> {
-        self.by_snapshot
-            .entry(snapshot.to_string())
-            .or_default()
-            .extend(cells);
+        let (all, index) = self.by_snapshot.entry(snapshot.to_string()).or_default();
+        all.extend(cells.iter().cloned());
+        index.extend(cells);
         Ok(())
+    }
+
+    fn released(&self, snapshot: &str) -> Result<Vec<ReleasedCell>, LedgerError> {
+        Ok(self
+            .by_snapshot
+            .get(snapshot)
+            .map(|(all, _)| all.clone())
+            .unwrap_or_default())
     }
 }
 
@@ -102,9 +105,10 @@ type Key = (u32, Vec<u32>);
 #[derive(Debug, Clone)]
 struct Group {
     key: Key,
-    /// Every cell of the group, as positions in [`Released::cells`], in release order.
-    cells: Vec<usize>,
-    /// The first cell of each distinct value: the only ones the checks compare with.
+    /// The position (in the order added) of every cell of the group, ascending.
+    positions: Vec<usize>,
+    /// Its distinct values, as indexes into [`Released::distinct`]: the only cells the checks
+    /// compare with.
     distinct: Vec<usize>,
 }
 
@@ -116,10 +120,14 @@ struct Group {
 /// cells as they appear in the ledger) and never shrinks. Cells of one measure and definition
 /// form a group; a check compares with one cell per distinct value of a group, so a table
 /// released again adds nothing to compare, and a check costs what the distinct populations
-/// cost, not what the number of releases does.
+/// cost, not what the number of releases does. Only the first cell of each distinct value is
+/// kept whole; any other costs its position (the overlap report lists every cell by position).
 #[derive(Debug, Clone, Default)]
 pub struct Released {
-    cells: Vec<ReleasedCell>,
+    /// Cells added.
+    len: usize,
+    /// The first cell of each distinct (measure, definition, value), in the order added.
+    distinct: Vec<ReleasedCell>,
     /// Measures and predicates, numbered in order of appearance.
     symbols: HashMap<String, u32>,
     groups: Vec<Group>,
@@ -145,7 +153,8 @@ impl Released {
     }
 
     fn push(&mut self, cell: ReleasedCell) {
-        let position = self.cells.len();
+        let position = self.len;
+        self.len += 1;
         let key = (
             self.intern(&cell.measure),
             cell.definition.iter().map(|p| self.intern(p)).collect(),
@@ -155,16 +164,16 @@ impl Released {
             None => self.add_group(key),
         };
         let g = &mut self.groups[group];
-        g.cells.push(position);
+        g.positions.push(position);
         let value = cell.value.to_bits();
-        if !g
+        let known = g
             .distinct
             .iter()
-            .any(|&i| self.cells[i].value.to_bits() == value)
-        {
-            g.distinct.push(position);
+            .any(|&d| self.distinct[d].value.to_bits() == value);
+        if !known {
+            g.distinct.push(self.distinct.len());
+            self.distinct.push(cell);
         }
-        self.cells.push(cell);
     }
 
     fn intern(&mut self, s: &str) -> u32 {
@@ -188,23 +197,19 @@ impl Released {
         self.by_key.insert(key.clone(), g);
         self.groups.push(Group {
             key,
-            cells: Vec::new(),
+            positions: Vec::new(),
             distinct: Vec::new(),
         });
         g
     }
 
-    /// Every cell, in the order recorded.
-    pub fn cells(&self) -> &[ReleasedCell] {
-        &self.cells
-    }
-
+    /// Cells added (each counts, also one equal to an earlier one).
     pub fn len(&self) -> usize {
-        self.cells.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.cells.is_empty()
+        self.len == 0
     }
 
     /// Whether a cell of `measure` with exactly this definition was released.
@@ -224,12 +229,13 @@ impl Released {
             .into_iter()
             .flat_map(|g| self.groups[g].distinct.iter().copied())
             .collect();
+        // Distinct cells are numbered in the order they were added.
         out.sort_unstable();
-        out.into_iter().map(|i| &self.cells[i]).collect()
+        out.into_iter().map(|d| &self.distinct[d]).collect()
     }
 
-    /// Positions in [`Released::cells`] of every released cell of `measure` whose definition
-    /// equals `definition` or is nested with it, ascending.
+    /// Positions (0 for the first cell added) of every released cell of `measure` whose
+    /// definition equals `definition` or is nested with it, ascending.
     pub fn related(&self, measure: &str, definition: &BTreeSet<String>) -> Vec<usize> {
         let mut groups = self.nested_groups(measure, definition);
         if let Some((m, items)) = self.lookup(measure, definition) {
@@ -239,7 +245,7 @@ impl Released {
         }
         let mut out: Vec<usize> = groups
             .into_iter()
-            .flat_map(|g| self.groups[g].cells.iter().copied())
+            .flat_map(|g| self.groups[g].positions.iter().copied())
             .collect();
         out.sort_unstable();
         out
