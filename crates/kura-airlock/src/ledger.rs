@@ -126,6 +126,9 @@ fn ledger_cell(r: &kura_sql::Row) -> Result<ReleasedCell, AirlockError> {
 /// prefix of its row ids (rolled-back inserts leave gaps, never later rows before earlier
 /// ones). No row is ever deleted. A transaction that inserted cells never refreshes the cache
 /// ([`TxLedger`]), so it holds committed rows only.
+/// Ledger rows read per statement when an index catches up.
+const REFRESH_PAGE: i64 = 5_000;
+
 #[derive(Default)]
 pub(crate) struct LedgerCache {
     snapshots: Mutex<HashMap<String, Arc<Mutex<Cached>>>>,
@@ -151,12 +154,14 @@ impl LedgerCache {
             .or_default()
             .clone();
         let mut cached = locked(&entry);
-        let rows = c.query(
-            "SELECT rowid, release, measure, definition, value FROM airlock_ledger
-             WHERE snapshot = ?1 AND rowid > ?2 ORDER BY rowid",
-            args![snapshot, cached.last_rowid],
-        )?;
-        if let Some(last) = rows.last() {
+        // In pages: the first read of a long ledger would otherwise hold every row at once.
+        loop {
+            let rows = c.query(
+                "SELECT rowid, release, measure, definition, value FROM airlock_ledger
+                 WHERE snapshot = ?1 AND rowid > ?2 ORDER BY rowid LIMIT ?3",
+                args![snapshot, cached.last_rowid, REFRESH_PAGE],
+            )?;
+            let Some(last) = rows.last() else { break };
             let last = last.int(0)?;
             let cells = rows
                 .iter()
@@ -164,6 +169,9 @@ impl LedgerCache {
                 .collect::<Result<Vec<_>, _>>()?;
             cached.released.extend(cells);
             cached.last_rowid = last;
+            if (rows.len() as i64) < REFRESH_PAGE {
+                break;
+            }
         }
         drop(cached);
         Ok(entry)
@@ -383,6 +391,27 @@ mod tests {
             })
             .unwrap();
         out
+    }
+
+    /// A ledger longer than a page is read whole, page after page.
+    #[test]
+    fn an_index_reads_a_long_ledger_page_by_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), &store::AirlockDatabase::StateDir).unwrap();
+        let n = 2 * REFRESH_PAGE as usize + 3;
+        let cells: Vec<ReleasedCell> = (0..n)
+            .map(|i| ReleasedCell {
+                definition: BTreeSet::from([format!("pref={i}")]),
+                ..cell(&format!("r{i}"))
+            })
+            .collect();
+        DbLedger(&db).record("snap", cells).unwrap();
+        let releases = indexed(&DbLedger(&db));
+        assert_eq!(releases.len(), n);
+        assert_eq!(
+            releases.last().map(String::as_str),
+            Some(format!("r{}", n - 1).as_str())
+        );
     }
 
     /// A transaction that recorded cells sees them, but they never reach the index: after a
