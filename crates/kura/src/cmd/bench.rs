@@ -28,8 +28,10 @@ pub enum Command {
     Load(LoadArgs),
 }
 
+/// Where a server benchmark keeps its state and which snapshot its nodes serve (`kura bench
+/// server`, `kura bench load`; the explorer's has another default size).
 #[derive(clap::Args)]
-pub struct ServerArgs {
+pub struct ServedArgs {
     /// State directory to use and keep for later runs (default: a temporary one, removed).
     #[arg(long)]
     state: Option<PathBuf>,
@@ -42,6 +44,12 @@ pub struct ServerArgs {
     /// Pseudonymisation policy for that build.
     #[arg(long, default_value = "policies/pseudonymise.toml")]
     policy: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    served: ServedArgs,
     /// Untimed requests before each timed run (at least one per client).
     #[arg(long, default_value_t = 20)]
     warmup: usize,
@@ -120,11 +128,12 @@ fn in_state<T>(
 }
 
 fn server(a: ServerArgs) -> anyhow::Result<ExitCode> {
-    let state = state_dir(&a.state, "server")?;
-    let report = in_state(a.state.is_some(), &state, |engine| {
+    let s = a.served;
+    let state = state_dir(&s.state, "server")?;
+    let report = in_state(s.state.is_some(), &state, |engine| {
         let options = Options {
             state_dir: state.clone(),
-            snapshot: snapshot_source(&state, a.snapshot, a.patients, a.policy)?,
+            snapshot: snapshot_source(&state, s.snapshot, s.patients, s.policy)?,
             warmup: a.warmup,
             requests_single: a.requests.max(1),
             clients: a.clients.max(1),
@@ -249,18 +258,8 @@ pub struct LoadArgs {
     /// Researcher accounts, each with its own session.
     #[arg(long, default_value_t = 20)]
     users: usize,
-    /// State directory to use and keep for later runs (default: a temporary one, removed).
-    #[arg(long)]
-    state: Option<PathBuf>,
-    /// Snapshot to install as `demo` (its manifest beside it); default: build one.
-    #[arg(long)]
-    snapshot: Option<PathBuf>,
-    /// Patients in the synthetic registry the snapshot is built from.
-    #[arg(long, default_value_t = 100_000)]
-    patients: u64,
-    /// Pseudonymisation policy for that build.
-    #[arg(long, default_value = "policies/pseudonymise.toml")]
-    policy: PathBuf,
+    #[command(flatten)]
+    served: ServedArgs,
     /// Print the report as JSON instead of Markdown.
     #[arg(long)]
     json: bool,
@@ -269,11 +268,12 @@ pub struct LoadArgs {
 /// Exit 1 when any request failed or the audit log does not verify.
 fn load(a: LoadArgs) -> anyhow::Result<ExitCode> {
     use kura_server::bench::soak;
-    let state = state_dir(&a.state, "load")?;
-    let report = in_state(a.state.is_some(), &state, |_| {
+    let s = a.served;
+    let state = state_dir(&s.state, "load")?;
+    let report = in_state(s.state.is_some(), &state, |_| {
         let options = soak::Options {
             state_dir: state.clone(),
-            snapshot: snapshot_source(&state, a.snapshot, a.patients, a.policy)?,
+            snapshot: snapshot_source(&state, s.snapshot, s.patients, s.policy)?,
             database_url: a.database_url.clone(),
             nodes: a.nodes.clone(),
             duration: std::time::Duration::from_secs(a.duration.max(1)),
