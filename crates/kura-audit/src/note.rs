@@ -89,25 +89,7 @@ impl LogKey {
                     path: path.to_path_buf(),
                     source: e,
                 };
-                // Written whole to a temporary file, then linked: a process starting at the
-                // same moment sees no key or the complete one, and the first link wins.
-                let mut tag = [0u8; 8];
-                getrandom::fill(&mut tag).map_err(|e| AuditError::Key {
-                    path: path.to_path_buf(),
-                    why: format!("no randomness: {e}"),
-                })?;
-                let tmp = path.with_extension(format!("tmp-{}", hex(&tag)));
-                let written = (|| {
-                    let mut f = std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(&tmp)?;
-                    f.write_all(key.private_text().as_bytes())?;
-                    f.sync_all()?;
-                    std::fs::hard_link(&tmp, path)
-                })();
-                let _ = std::fs::remove_file(&tmp);
+                let written = write_new_private(path, key.private_text().as_bytes());
                 match written {
                     Ok(()) => Ok(key),
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -241,6 +223,33 @@ pub fn receipt(leaf: &[u8], index: u64, proof: &[Hash], checkpoint: &str) -> Str
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Creates `path` whole (never overwrites, never visible half-written), owner-only, synced: the
+/// bytes go to a temporary file first, which is then hard-linked to `path`, so a process
+/// starting at the same moment reads either no file or the complete one, and the first link
+/// wins (`AlreadyExists` for the others). For key files: this log's signing key, the explorer
+/// secret.
+pub fn write_new_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random).map_err(|e| std::io::Error::other(format!("random: {e}")))?;
+    let tmp = path.with_extension(format!("tmp-{}", hex(&random)));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::hard_link(&tmp, path)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    written?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

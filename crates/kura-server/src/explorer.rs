@@ -63,7 +63,10 @@ pub fn load_or_create_key(path: &Path, default: bool) -> Result<Vec<u8>, Explore
             let mut key = [0u8; 32];
             getrandom::fill(&mut key)
                 .map_err(|e| io(std::io::Error::other(format!("random: {e}"))))?;
-            match write_new_private(path, format!("{}\n", hex::encode(key)).as_bytes()) {
+            match kura_audit::note::write_new_private(
+                path,
+                format!("{}\n", hex::encode(key)).as_bytes(),
+            ) {
                 Ok(()) => Ok(key.to_vec()),
                 // Another process created it first: use theirs.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -87,33 +90,6 @@ fn parse_key(path: &Path, text: &str) -> Result<Vec<u8>, ExplorerKeyError> {
             path: path.to_path_buf(),
         }),
     }
-}
-
-/// Creates `path` whole (never overwrites, never visible half-written), owner-only, synced: the
-/// bytes go to a temporary file first, which is then hard-linked to `path`, so a node starting
-/// at the same moment reads either no file or the complete one.
-fn write_new_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut random = [0u8; 8];
-    getrandom::fill(&mut random).map_err(|e| std::io::Error::other(format!("random: {e}")))?;
-    let tmp = path.with_extension(format!("tmp-{}", hex::encode(random)));
-    let written = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::hard_link(&tmp, path)
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    written?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 /// The actor of the index export in the audit log: the server itself, not the caller whose
